@@ -1,0 +1,74 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# make            module (against KDIR) and iptables extension
+# make check      host unit tests, then every test in a QEMU guest
+# make demo       the seed's attack in a QEMU guest, with and without a limit
+# make install    module, extension and man page into this system
+
+ifeq ($(origin KDIR), undefined)
+  KDIR := /lib/modules/$(shell uname -r)/build
+  ifeq ($(wildcard $(KDIR)/Makefile),)
+    KDIR := $(lastword $(sort $(wildcard /lib/modules/*/build)))
+    ifneq ($(KDIR),)
+      $(info No headers for the running kernel; building against $(KDIR))
+    endif
+  endif
+endif
+KVER ?= $(notdir $(patsubst %/build,%,$(KDIR)))
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Werror
+XT_CFLAGS := $(shell pkg-config --cflags xtables 2>/dev/null)
+XTLIBDIR ?= $(shell pkg-config --variable=xtlibdir xtables 2>/dev/null || echo /usr/lib/x86_64-linux-gnu/xtables)
+SHARED_SRC := kernel/smtplimit_rate.c userspace/smtplimit_parse.c
+SHARED_HDR := kernel/smtplimit_rate.h userspace/smtplimit_parse.h \
+	      include/uapi/linux/netfilter/xt_smtplimit.h
+PLUGIN := userspace/libxt_smtplimit.so
+UNIT := tests/unit/test_rate
+
+.PHONY: all module plugin unit check demo install uninstall clean deps
+
+all: module plugin
+
+deps:
+	@scripts/install-deps
+
+module:
+	@test -n "$(KDIR)" || { echo "no kernel build tree: run scripts/install-deps or set KDIR" >&2; exit 1; }
+	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
+
+plugin: $(PLUGIN)
+
+$(PLUGIN): userspace/libxt_smtplimit.c $(SHARED_SRC) $(SHARED_HDR)
+	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -Iinclude/uapi $(XT_CFLAGS) \
+		-o $@ userspace/libxt_smtplimit.c $(SHARED_SRC)
+
+$(UNIT): tests/unit/test_rate.c $(SHARED_SRC) $(SHARED_HDR)
+	$(CC) $(CFLAGS) $(WARN) -Iinclude/uapi -o $@ tests/unit/test_rate.c $(SHARED_SRC)
+
+unit: $(UNIT)
+	$(UNIT)
+
+check:
+	@scripts/install-deps --quiet
+	@tests/run-all
+
+demo:
+	@scripts/install-deps --quiet
+	@$(MAKE) --no-print-directory all
+	@tests/vm/run -- tests/demo.sh
+
+install: all
+	$(MAKE) -C $(KDIR) M=$(CURDIR) INSTALL_MOD_DIR=updates modules_install
+	depmod -a $(KVER)
+	install -D -m 0644 $(PLUGIN) $(DESTDIR)$(XTLIBDIR)/libxt_smtplimit.so
+
+uninstall:
+	rm -f /lib/modules/$(KVER)/updates/xt_smtplimit.ko
+	depmod -a $(KVER)
+	rm -f $(DESTDIR)$(XTLIBDIR)/libxt_smtplimit.so
+
+clean:
+	-$(MAKE) -C $(KDIR) M=$(CURDIR) clean 2>/dev/null
+	rm -f $(PLUGIN) $(UNIT)

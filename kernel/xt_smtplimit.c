@@ -1,0 +1,971 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * xt_smtplimit: limit new connections per source address, e.g. to SMTP.
+ *
+ * Each table tracks sources (addresses masked to a prefix) in an rhashtable;
+ * a source's whole state is the GCRA theoretical arrival time described in
+ * smtplimit_rate.h. Rules name a table and bring their own rate and burst, so
+ * the committed ruleset decides and a reload keeps every source's state.
+ * The state is readable under /proc/net/ipt_smtplimit/<name> and
+ * /proc/net/ip6t_smtplimit/<name>.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/atomic.h>
+#include <linux/inet.h>
+#include <linux/inetdevice.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/jiffies.h>
+#include <linux/list.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/percpu.h>
+#include <linux/proc_fs.h>
+#include <linux/random.h>
+#include <linux/rhashtable.h>
+#include <linux/seq_file.h>
+#include <linux/skbuff.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/workqueue.h>
+#include <linux/netfilter/x_tables.h>
+#include <linux/netfilter/xt_smtplimit.h>
+#include <net/net_namespace.h>
+#include <net/netns/generic.h>
+
+#include "smtplimit_rate.h"
+
+MODULE_LICENSE("GPL");
+MODULE_AUTHOR("xt_smtplimit developers");
+MODULE_DESCRIPTION("Xtables: per-source limit of new connections, with readable state");
+MODULE_ALIAS("ipt_smtplimit");
+MODULE_ALIAS("ip6t_smtplimit");
+
+static unsigned int netns_max_entries __read_mostly = 4194304;
+module_param(netns_max_entries, uint, 0644);
+MODULE_PARM_DESC(netns_max_entries,
+		 "most sources tracked by all tables of one network namespace together (default 4194304)");
+
+#define SMTPLIMIT_GC_INTERVAL	(2 * HZ)
+#define SMTPLIMIT_EVICT_SAMPLE	8	/* entries compared per eviction */
+#define SMTPLIMIT_EVICT_BUCKETS	64	/* most buckets visited for them */
+#define SMTPLIMIT_WALK_BATCH	1024	/* entries walked between reschedules */
+
+/* Set at load from HZ: the units of every TAT. */
+static struct smtplimit_clock smtplimit_clock __read_mostly;
+
+union smtplimit_addr {
+	__be32 ip;
+	struct in6_addr ip6;
+};
+
+/* One tracked source. */
+struct smtplimit_entry {
+	struct rhash_head node;		/* in smtplimit_table.ht */
+	u64 tat;			/* theoretical arrival time, clock units */
+	struct rcu_head rcu;		/* deferred free once unhashed */
+	spinlock_t lock;		/* tat, passed, denied, dead */
+	u32 passed;			/* attempts that conformed */
+	u32 denied;			/* attempts that did not */
+	bool dead;			/* being unhashed: charge nothing more */
+	union smtplimit_addr addr;	/* the key; last, so that IPv4 entries
+					 * are allocated without the IPv6 tail
+					 */
+};
+
+struct smtplimit_stats {
+	u64 passed;			/* attempts that conformed */
+	u64 denied;			/* attempts that did not */
+	u64 evicted;			/* entries replaced by a new source */
+	u64 untracked;			/* attempts judged with no entry */
+};
+
+struct smtplimit_net {
+	struct hlist_head tables;		/* smtplimit_mutex */
+	struct proc_dir_entry *proc_dir[2];	/* ipt_, ip6t_; NULL after exit */
+	atomic_t entries;			/* in all tables of the netns */
+};
+
+/* A named table, shared by every rule of its netns and family naming it. */
+struct smtplimit_table {
+	struct rhashtable ht;		/* tracked sources by masked address */
+	struct hlist_node node;		/* in smtplimit_net.tables */
+	struct list_head rules;		/* xt_smtplimit_priv, oldest first */
+	struct smtplimit_net *sn;
+	struct proc_dir_entry *pde;
+	struct delayed_work gc_work;
+	struct smtplimit_stats __percpu *stats;
+	atomic_t count;			/* entries, full ones not yet collected too */
+	u32 max;			/* most entries, from the newest rule */
+	u32 rate;			/* newest rule's rate and burst, for proc */
+	u32 burst;
+	u8 family;
+	u8 srcmask;
+	union smtplimit_addr mask;	/* srcmask as an address mask */
+	char name[XT_SMTPLIMIT_NAME_LEN];
+};
+
+/* What a rule keeps of its own: the rate math done once, at checkentry. */
+struct xt_smtplimit_priv {
+	struct smtplimit_table *table;
+	struct list_head node;		/* in smtplimit_table.rules */
+	struct smtplimit_bucket bucket;	/* from rate and burst */
+	u32 rate;
+	u32 max;
+};
+
+static unsigned int smtplimit_net_id __read_mostly;
+static struct kmem_cache *smtplimit_cache4 __read_mostly;
+static struct kmem_cache *smtplimit_cache6 __read_mostly;
+
+/* Table lists, rule lists and proc directories. Never taken by proc reads. */
+static DEFINE_MUTEX(smtplimit_mutex);
+
+static const struct rhashtable_params smtplimit_params4 = {
+	.head_offset = offsetof(struct smtplimit_entry, node),
+	.key_offset = offsetof(struct smtplimit_entry, addr),
+	.key_len = sizeof(__be32),
+	.automatic_shrinking = true,
+};
+
+static const struct rhashtable_params smtplimit_params6 = {
+	.head_offset = offsetof(struct smtplimit_entry, node),
+	.key_offset = offsetof(struct smtplimit_entry, addr),
+	.key_len = sizeof(struct in6_addr),
+	.automatic_shrinking = true,
+};
+
+static struct smtplimit_net *smtplimit_pernet(struct net *net)
+{
+	return net_generic(net, smtplimit_net_id);
+}
+
+static unsigned int smtplimit_family_index(u8 family)
+{
+	return family == NFPROTO_IPV6;
+}
+
+static u64 smtplimit_now(void)
+{
+	return get_jiffies_64() << smtplimit_clock.shift;
+}
+
+static bool smtplimit_is_ipv4(const struct smtplimit_table *t)
+{
+	return t->family == NFPROTO_IPV4;
+}
+
+static struct kmem_cache *smtplimit_cache(const struct smtplimit_table *t)
+{
+	return smtplimit_is_ipv4(t) ? smtplimit_cache4 : smtplimit_cache6;
+}
+
+/* Reserve a place below @limit; false if there is none. */
+static bool smtplimit_inc_below(atomic_t *v, unsigned int limit)
+{
+	int old = atomic_read(v);
+
+	do {
+		if ((unsigned int)old >= limit)
+			return false;
+	} while (!atomic_try_cmpxchg(v, &old, old + 1));
+	return true;
+}
+
+static void smtplimit_release_place(struct smtplimit_table *t)
+{
+	atomic_dec(&t->count);
+	atomic_dec(&t->sn->entries);
+}
+
+/* The mask of a prefix of @len bits over @words 32-bit words. */
+static void smtplimit_prefix_mask(unsigned int len, unsigned int words,
+				  __be32 *mask)
+{
+	unsigned int i;
+
+	for (i = 0; i < words; i++, len = len > 32 ? len - 32 : 0)
+		mask[i] = inet_make_mask(min(len, 32U));
+}
+
+static void smtplimit_key(const struct smtplimit_table *t,
+			  const struct sk_buff *skb, union smtplimit_addr *key)
+{
+	const __be32 *src;
+	unsigned int i;
+
+	if (smtplimit_is_ipv4(t)) {
+		key->ip = ip_hdr(skb)->saddr & t->mask.ip;
+		return;
+	}
+	src = ipv6_hdr(skb)->saddr.s6_addr32;
+	for (i = 0; i < 4; i++)
+		key->ip6.s6_addr32[i] = src[i] & t->mask.ip6.s6_addr32[i];
+}
+
+static struct smtplimit_entry *
+smtplimit_lookup(struct smtplimit_table *t, const union smtplimit_addr *key)
+{
+	if (smtplimit_is_ipv4(t))
+		return rhashtable_lookup(&t->ht, key, smtplimit_params4);
+	return rhashtable_lookup(&t->ht, key, smtplimit_params6);
+}
+
+static struct smtplimit_entry *
+smtplimit_insert(struct smtplimit_table *t, struct smtplimit_entry *e)
+{
+	if (smtplimit_is_ipv4(t))
+		return rhashtable_lookup_get_insert_fast(&t->ht, &e->node,
+							 smtplimit_params4);
+	return rhashtable_lookup_get_insert_fast(&t->ht, &e->node,
+						 smtplimit_params6);
+}
+
+static void smtplimit_free4_rcu(struct rcu_head *head)
+{
+	kmem_cache_free(smtplimit_cache4,
+			container_of(head, struct smtplimit_entry, rcu));
+}
+
+static void smtplimit_free6_rcu(struct rcu_head *head)
+{
+	kmem_cache_free(smtplimit_cache6,
+			container_of(head, struct smtplimit_entry, rcu));
+}
+
+/*
+ * Unhash @e, if it is full or @even_if_owing, and free it after a grace
+ * period. Marking it dead under its lock first means exactly one caller
+ * unhashes it, and no attempt is charged to an entry on its way out.
+ * The caller accounts for the place it held.
+ */
+static bool smtplimit_entry_kill(struct smtplimit_table *t,
+				 struct smtplimit_entry *e, u64 now,
+				 bool even_if_owing)
+{
+	bool take;
+	int err;
+
+	spin_lock_bh(&e->lock);
+	take = !e->dead && (even_if_owing || smtplimit_is_full(e->tat, now));
+	if (take)
+		e->dead = true;
+	spin_unlock_bh(&e->lock);
+	if (!take)
+		return false;
+
+	if (smtplimit_is_ipv4(t))
+		err = rhashtable_remove_fast(&t->ht, &e->node, smtplimit_params4);
+	else
+		err = rhashtable_remove_fast(&t->ht, &e->node, smtplimit_params6);
+	WARN_ON_ONCE(err);
+	call_rcu(&e->rcu, smtplimit_is_ipv4(t) ? smtplimit_free4_rcu :
+						 smtplimit_free6_rcu);
+	return true;
+}
+
+/*
+ * Unhash, out of a sample of at least SMTPLIMIT_EVICT_SAMPLE entries from a
+ * random run of buckets, the one whose bucket will be full soonest. Its place
+ * in the table and netns counts passes to the caller. Called under RCU.
+ */
+static bool smtplimit_evict(struct smtplimit_table *t, u64 now)
+{
+	const struct bucket_table *tbl = rht_dereference_rcu(t->ht.tbl, &t->ht);
+	struct smtplimit_entry *e, *victim = NULL;
+	unsigned int i, seen = 0, start = get_random_u32();
+	u64 debt, best = U64_MAX;
+	struct rhash_head *pos;
+
+	for (i = 0; i < SMTPLIMIT_EVICT_BUCKETS && seen < SMTPLIMIT_EVICT_SAMPLE; i++) {
+		rht_for_each_entry_rcu(e, pos, tbl, (start + i) & (tbl->size - 1), node) {
+			seen++;
+			debt = smtplimit_debt(READ_ONCE(e->tat), now);
+			if (debt < best && !READ_ONCE(e->dead)) {
+				best = debt;
+				victim = e;
+			}
+		}
+	}
+	if (!victim || !smtplimit_entry_kill(t, victim, now, true))
+		return false;
+	this_cpu_inc(t->stats->evicted);
+	return true;
+}
+
+/*
+ * Track a new source, with a full bucket. When the table or the netns is at
+ * its maximum, the new source takes the place of an evicted one. NULL when
+ * no place or memory could be had: the caller then judges it untracked.
+ */
+static struct smtplimit_entry *
+smtplimit_entry_create(struct smtplimit_table *t,
+		       const union smtplimit_addr *key, u64 now)
+{
+	bool got_table, got_net;
+	struct smtplimit_entry *e, *old;
+
+	e = kmem_cache_alloc(smtplimit_cache(t), GFP_ATOMIC | __GFP_NOWARN);
+	if (!e)
+		return NULL;
+
+	got_table = smtplimit_inc_below(&t->count, READ_ONCE(t->max));
+	got_net = smtplimit_inc_below(&t->sn->entries,
+				      READ_ONCE(netns_max_entries));
+	if (!got_table || !got_net) {
+		if (!smtplimit_evict(t, now)) {
+			if (got_table)
+				atomic_dec(&t->count);
+			if (got_net)
+				atomic_dec(&t->sn->entries);
+			kmem_cache_free(smtplimit_cache(t), e);
+			return NULL;
+		}
+		/* The victim's places are ours; give back any we also took. */
+		if (got_table)
+			atomic_dec(&t->count);
+		if (got_net)
+			atomic_dec(&t->sn->entries);
+	}
+
+	spin_lock_init(&e->lock);
+	e->tat = now;
+	e->passed = 0;
+	e->denied = 0;
+	e->dead = false;
+	if (smtplimit_is_ipv4(t))
+		e->addr.ip = key->ip;
+	else
+		e->addr.ip6 = key->ip6;
+
+	old = smtplimit_insert(t, e);
+	if (!old)
+		return e;
+	/* Another CPU inserted the source first, or no memory: e was never seen. */
+	kmem_cache_free(smtplimit_cache(t), e);
+	smtplimit_release_place(t);
+	return IS_ERR(old) ? NULL : old;
+}
+
+static bool smtplimit_mt(const struct sk_buff *skb, struct xt_action_param *par)
+{
+	const struct xt_smtplimit_mtinfo *info = par->matchinfo;
+	const struct xt_smtplimit_priv *priv = info->priv;
+	struct smtplimit_table *t = priv->table;
+	union smtplimit_addr key;
+	struct smtplimit_entry *e;
+	u64 now = smtplimit_now();
+	unsigned int tries;
+	bool pass = true;
+
+	smtplimit_key(t, skb, &key);
+	/* An entry found dead is being unhashed: one more lookup creates anew. */
+	for (tries = 0; tries < 2; tries++) {
+		e = smtplimit_lookup(t, &key);
+		if (!e)
+			e = smtplimit_entry_create(t, &key, now);
+		if (!e)
+			break;
+		spin_lock_bh(&e->lock);
+		if (likely(!e->dead)) {
+			pass = smtplimit_attempt(&e->tat, now, &priv->bucket);
+			if (pass)
+				e->passed++;
+			else
+				e->denied++;
+			spin_unlock_bh(&e->lock);
+			goto judged;
+		}
+		spin_unlock_bh(&e->lock);
+	}
+	/* Untracked: judged as a fresh source, whose full bucket passes. */
+	this_cpu_inc(t->stats->untracked);
+judged:
+	if (pass)
+		this_cpu_inc(t->stats->passed);
+	else
+		this_cpu_inc(t->stats->denied);
+	return pass ^ !!(info->flags & XT_SMTPLIMIT_F_ABOVE);
+}
+
+/*
+ * Walk the table and unhash full entries or, with @to_max, any entries until
+ * the table is down to its maximum. Only RCU is held, and it is dropped every
+ * SMTPLIMIT_WALK_BATCH entries; no bucket lock is held across entries.
+ */
+static void smtplimit_sweep(struct smtplimit_table *t, u64 now, bool to_max)
+{
+	struct rhashtable_iter iter;
+	struct smtplimit_entry *e;
+	unsigned int walked = 0;
+
+	rhashtable_walk_enter(&t->ht, &iter);
+	rhashtable_walk_start(&iter);
+	while ((e = rhashtable_walk_next(&iter))) {
+		if (IS_ERR(e))		/* -EAGAIN: resized, walk goes on */
+			continue;
+		if (to_max && atomic_read(&t->count) <= READ_ONCE(t->max))
+			break;
+		if (smtplimit_entry_kill(t, e, now, to_max))
+			smtplimit_release_place(t);
+		if (++walked % SMTPLIMIT_WALK_BATCH == 0) {
+			rhashtable_walk_stop(&iter);
+			cond_resched();
+			rhashtable_walk_start(&iter);
+		}
+	}
+	rhashtable_walk_stop(&iter);
+	rhashtable_walk_exit(&iter);
+}
+
+static void smtplimit_gc(struct work_struct *work)
+{
+	struct smtplimit_table *t =
+		container_of(work, struct smtplimit_table, gc_work.work);
+
+	smtplimit_sweep(t, smtplimit_now(), false);
+	queue_delayed_work(system_power_efficient_wq, &t->gc_work,
+			   SMTPLIMIT_GC_INTERVAL);
+}
+
+/* proc: one file per table, read with seq_file over an rhashtable walk */
+
+struct smtplimit_seq {
+	struct rhashtable_iter iter;
+	struct smtplimit_table *table;
+	loff_t pos;		/* position of the entry the walk stands on */
+	u64 now;		/* every figure of one pass comes from this now */
+	struct smtplimit_bucket bucket;	/* the header's rate and burst */
+	u32 rate;
+	u32 max;
+	u32 live;		/* entries not full at @now */
+};
+
+/* The first entry from the walk's position on that is neither full nor dead. */
+static struct smtplimit_entry *smtplimit_seq_live(struct smtplimit_seq *s,
+						  struct smtplimit_entry *e)
+{
+	while (e) {
+		if (!IS_ERR(e) && !READ_ONCE(e->dead) &&
+		    !smtplimit_is_full(READ_ONCE(e->tat), s->now))
+			return e;
+		e = rhashtable_walk_next(&s->iter);
+	}
+	return NULL;
+}
+
+static void smtplimit_seq_rewind(struct smtplimit_seq *s)
+{
+	rhashtable_walk_exit(&s->iter);
+	rhashtable_walk_enter(&s->table->ht, &s->iter);
+	s->pos = 1;
+}
+
+/*
+ * Position 0 is the header. It takes a fresh now and counts live entries,
+ * so that "entries" agrees with the lines listed.
+ */
+static void smtplimit_seq_snapshot(struct smtplimit_seq *s)
+{
+	struct smtplimit_table *t = s->table;
+	struct smtplimit_entry *e;
+
+	s->now = smtplimit_now();
+	s->rate = READ_ONCE(t->rate);
+	s->max = READ_ONCE(t->max);
+	smtplimit_bucket_init(&s->bucket, &smtplimit_clock, s->rate,
+			      READ_ONCE(t->burst));
+	s->live = 0;
+
+	smtplimit_seq_rewind(s);
+	rhashtable_walk_start(&s->iter);
+	for (e = smtplimit_seq_live(s, rhashtable_walk_next(&s->iter)); e;
+	     e = smtplimit_seq_live(s, rhashtable_walk_next(&s->iter))) {
+		if (++s->live % SMTPLIMIT_WALK_BATCH == 0) {
+			rhashtable_walk_stop(&s->iter);
+			cond_resched();
+			rhashtable_walk_start(&s->iter);
+		}
+	}
+	rhashtable_walk_stop(&s->iter);
+	smtplimit_seq_rewind(s);
+}
+
+static void *smtplimit_seq_start(struct seq_file *m, loff_t *pos)
+{
+	struct smtplimit_seq *s = m->private;
+	loff_t skip;
+
+	if (*pos == 0) {
+		smtplimit_seq_snapshot(s);
+		rhashtable_walk_start(&s->iter);
+		return SEQ_START_TOKEN;
+	}
+	if (*pos != s->pos) {
+		/* A seek: walk again from the start. */
+		smtplimit_seq_rewind(s);
+		rhashtable_walk_start(&s->iter);
+		for (skip = 1; skip < *pos; skip++)
+			if (!smtplimit_seq_live(s, rhashtable_walk_next(&s->iter)))
+				return NULL;
+		s->pos = *pos;
+		return smtplimit_seq_live(s, rhashtable_walk_next(&s->iter));
+	}
+	rhashtable_walk_start(&s->iter);
+	return smtplimit_seq_live(s, rhashtable_walk_peek(&s->iter));
+}
+
+static void *smtplimit_seq_next(struct seq_file *m, void *v, loff_t *pos)
+{
+	struct smtplimit_seq *s = m->private;
+
+	s->pos = ++*pos;
+	return smtplimit_seq_live(s, rhashtable_walk_next(&s->iter));
+}
+
+static void smtplimit_seq_stop(struct seq_file *m, void *v)
+{
+	struct smtplimit_seq *s = m->private;
+
+	rhashtable_walk_stop(&s->iter);
+}
+
+static void smtplimit_seq_header(struct seq_file *m, struct smtplimit_seq *s)
+{
+	struct smtplimit_table *t = s->table;
+	struct smtplimit_stats sum = {};
+	const char *unit;
+	u32 count;
+	int cpu;
+
+	for_each_possible_cpu(cpu) {
+		const struct smtplimit_stats *st = per_cpu_ptr(t->stats, cpu);
+
+		sum.passed += READ_ONCE(st->passed);
+		sum.denied += READ_ONCE(st->denied);
+		sum.evicted += READ_ONCE(st->evicted);
+		sum.untracked += READ_ONCE(st->untracked);
+	}
+	unit = smtplimit_rate_split(s->rate, &count);
+	seq_printf(m, "# %s: rate %u/%s burst %u srcmask %u entries %u/%u",
+		   t->name, count, unit, s->bucket.burst, t->srcmask, s->live,
+		   s->max);
+	seq_printf(m, " passed %llu denied %llu evicted %llu untracked %llu\n",
+		   sum.passed, sum.denied, sum.evicted, sum.untracked);
+	seq_printf(m, "# %-38s %-9s %-8s %-8s %-8s %s\n",
+		   "source", "tokens", "next_s", "full_s", "passed", "denied");
+}
+
+static int smtplimit_seq_show(struct seq_file *m, void *v)
+{
+	struct smtplimit_seq *s = m->private;
+	struct smtplimit_entry *e = v;
+	struct smtplimit_view view;
+	char source[INET6_ADDRSTRLEN + 5], tokens[24];
+	u32 passed, denied, milli;
+	u64 tat, whole;
+
+	if (v == SEQ_START_TOKEN) {
+		smtplimit_seq_header(m, s);
+		return 0;
+	}
+	spin_lock_bh(&e->lock);
+	tat = e->tat;
+	passed = e->passed;
+	denied = e->denied;
+	spin_unlock_bh(&e->lock);
+
+	if (smtplimit_is_ipv4(s->table))
+		snprintf(source, sizeof(source), "%pI4/%u", &e->addr.ip,
+			 s->table->srcmask);
+	else
+		snprintf(source, sizeof(source), "%pI6c/%u", &e->addr.ip6,
+			 s->table->srcmask);
+	smtplimit_view(tat, s->now, &s->bucket, &smtplimit_clock, &view);
+	whole = div_u64_rem(abs(view.tokens_milli), 1000, &milli);
+	snprintf(tokens, sizeof(tokens), "%s%llu.%03u",
+		 view.tokens_milli < 0 ? "-" : "", whole, milli);
+	seq_printf(m, "%-40s %-9s %-8llu %-8llu %-8u %u\n", source, tokens,
+		   view.next_s, view.full_s, passed, denied);
+	return 0;
+}
+
+static const struct seq_operations smtplimit_seq_ops = {
+	.start = smtplimit_seq_start,
+	.next = smtplimit_seq_next,
+	.stop = smtplimit_seq_stop,
+	.show = smtplimit_seq_show,
+};
+
+static int smtplimit_proc_open(struct inode *inode, struct file *file)
+{
+	struct smtplimit_seq *s;
+
+	s = __seq_open_private(file, &smtplimit_seq_ops, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->table = pde_data(inode);
+	rhashtable_walk_enter(&s->table->ht, &s->iter);
+	return 0;
+}
+
+static int smtplimit_proc_release(struct inode *inode, struct file *file)
+{
+	struct seq_file *m = file->private_data;
+	struct smtplimit_seq *s = m->private;
+
+	rhashtable_walk_exit(&s->iter);
+	return seq_release_private(inode, file);
+}
+
+static const struct proc_ops smtplimit_proc_ops = {
+	.proc_open = smtplimit_proc_open,
+	.proc_read = seq_read,
+	.proc_lseek = seq_lseek,
+	.proc_release = smtplimit_proc_release,
+};
+
+/* Tables */
+
+static struct smtplimit_table *
+smtplimit_table_find(struct smtplimit_net *sn, u8 family, const char *name)
+{
+	struct smtplimit_table *t;
+
+	hlist_for_each_entry(t, &sn->tables, node)
+		if (t->family == family && strcmp(t->name, name) == 0)
+			return t;
+	return NULL;
+}
+
+/*
+ * The newest rule's rate, burst and maximum apply to the table; a lower
+ * maximum evicts full entries first, then any, down to it.
+ */
+static void smtplimit_table_follow_newest(struct smtplimit_table *t)
+{
+	const struct xt_smtplimit_priv *newest =
+		list_last_entry(&t->rules, struct xt_smtplimit_priv, node);
+
+	WRITE_ONCE(t->rate, newest->rate);
+	WRITE_ONCE(t->burst, newest->bucket.burst);
+	WRITE_ONCE(t->max, newest->max);
+	if (atomic_read(&t->count) > newest->max)
+		smtplimit_sweep(t, smtplimit_now(), false);
+	if (atomic_read(&t->count) > newest->max)
+		smtplimit_sweep(t, smtplimit_now(), true);
+}
+
+static struct smtplimit_table *
+smtplimit_table_create(struct net *net, u8 family,
+		       const struct xt_smtplimit_mtinfo *info)
+{
+	struct smtplimit_net *sn = smtplimit_pernet(net);
+	struct proc_dir_entry *dir = sn->proc_dir[smtplimit_family_index(family)];
+	kuid_t uid = make_kuid(net->user_ns, 0);
+	kgid_t gid = make_kgid(net->user_ns, 0);
+	struct smtplimit_table *t;
+	int err = -ENOMEM;
+
+	if (!dir)
+		return ERR_PTR(-ENOENT);
+	t = kzalloc(sizeof(*t), GFP_KERNEL_ACCOUNT);
+	if (!t)
+		return ERR_PTR(-ENOMEM);
+	t->stats = alloc_percpu(struct smtplimit_stats);
+	if (!t->stats)
+		goto free_table;
+	err = rhashtable_init(&t->ht, family == NFPROTO_IPV4 ?
+				      &smtplimit_params4 : &smtplimit_params6);
+	if (err)
+		goto free_stats;
+
+	INIT_LIST_HEAD(&t->rules);
+	INIT_DEFERRABLE_WORK(&t->gc_work, smtplimit_gc);
+	t->sn = sn;
+	t->family = family;
+	t->srcmask = info->srcmask;
+	smtplimit_prefix_mask(info->srcmask, family == NFPROTO_IPV4 ? 1 : 4,
+			      t->mask.ip6.s6_addr32);
+	strscpy(t->name, info->name, sizeof(t->name));
+
+	t->pde = proc_create_data(t->name, 0444, dir, &smtplimit_proc_ops, t);
+	if (!t->pde) {
+		err = -ENOMEM;
+		goto destroy_ht;
+	}
+	if (uid_valid(uid) && gid_valid(gid))
+		proc_set_user(t->pde, uid, gid);
+
+	hlist_add_head(&t->node, &sn->tables);
+	queue_delayed_work(system_power_efficient_wq, &t->gc_work,
+			   SMTPLIMIT_GC_INTERVAL);
+	return t;
+
+destroy_ht:
+	rhashtable_destroy(&t->ht);
+free_stats:
+	free_percpu(t->stats);
+free_table:
+	kfree(t);
+	return ERR_PTR(err);
+}
+
+static void smtplimit_entry_free(void *ptr, void *cache)
+{
+	kmem_cache_free(cache, ptr);
+}
+
+/*
+ * The last rule is gone, after a grace period: no packet can reach the table.
+ * Its proc file goes first (that waits for readers), then the GC.
+ */
+static void smtplimit_table_destroy(struct smtplimit_table *t)
+{
+	struct proc_dir_entry *dir =
+		t->sn->proc_dir[smtplimit_family_index(t->family)];
+
+	hlist_del(&t->node);
+	if (dir)
+		remove_proc_entry(t->name, dir);
+	cancel_delayed_work_sync(&t->gc_work);
+	atomic_sub(atomic_read(&t->count), &t->sn->entries);
+	rhashtable_free_and_destroy(&t->ht, smtplimit_entry_free,
+				    smtplimit_cache(t));
+	free_percpu(t->stats);
+	kfree(t);
+}
+
+/* Rules */
+
+static int smtplimit_mt_check_info(const struct xt_mtchk_param *par,
+				   const struct xt_smtplimit_mtinfo *info)
+{
+	unsigned int width = par->family == NFPROTO_IPV4 ? 32 : 128;
+	int err;
+
+	err = smtplimit_check_name(info->name, sizeof(info->name));
+	if (err == -ENAMETOOLONG) {
+		pr_info_ratelimited("table name longer than %u bytes\n",
+				    XT_SMTPLIMIT_NAME_LEN - 1);
+		return err;
+	}
+	if (err) {
+		pr_info_ratelimited("table name empty, \".\", \"..\" or not of [A-Za-z0-9._-]\n");
+		return err;
+	}
+	if (info->flags & ~XT_SMTPLIMIT_F_ALL || info->reserved) {
+		pr_info_ratelimited("%s: unknown flags 0x%x or reserved 0x%x\n",
+				    info->name, info->flags, info->reserved);
+		return -EINVAL;
+	}
+	if (info->rate < XT_SMTPLIMIT_RATE_MIN ||
+	    info->rate > XT_SMTPLIMIT_RATE_MAX) {
+		pr_info_ratelimited("%s: rate %u per day outside %u..%u (1/day..10000/second)\n",
+				    info->name, info->rate,
+				    XT_SMTPLIMIT_RATE_MIN, XT_SMTPLIMIT_RATE_MAX);
+		return -ERANGE;
+	}
+	if (info->burst < XT_SMTPLIMIT_BURST_MIN ||
+	    info->burst > XT_SMTPLIMIT_BURST_MAX) {
+		pr_info_ratelimited("%s: burst %u outside %u..%u\n", info->name,
+				    info->burst, XT_SMTPLIMIT_BURST_MIN,
+				    XT_SMTPLIMIT_BURST_MAX);
+		return -ERANGE;
+	}
+	if (info->htable_max < 1 ||
+	    info->htable_max > XT_SMTPLIMIT_HTABLE_MAX_LIMIT) {
+		pr_info_ratelimited("%s: htable-max %u outside 1..%u\n",
+				    info->name, info->htable_max,
+				    XT_SMTPLIMIT_HTABLE_MAX_LIMIT);
+		return -ERANGE;
+	}
+	if (info->srcmask > width) {
+		pr_info_ratelimited("%s: srcmask %u outside 0..%u\n", info->name,
+				    info->srcmask, width);
+		return -ERANGE;
+	}
+	return 0;
+}
+
+static int smtplimit_mt_check(const struct xt_mtchk_param *par)
+{
+	struct xt_smtplimit_mtinfo *info = par->matchinfo;
+	struct smtplimit_net *sn = smtplimit_pernet(par->net);
+	struct xt_smtplimit_priv *priv;
+	struct smtplimit_table *t;
+	int err;
+
+	err = smtplimit_mt_check_info(par, info);
+	if (err)
+		return err;
+
+	priv = kzalloc(sizeof(*priv), GFP_KERNEL_ACCOUNT);
+	if (!priv)
+		return -ENOMEM;
+	smtplimit_bucket_init(&priv->bucket, &smtplimit_clock, info->rate,
+			      info->burst);
+	priv->rate = info->rate;
+	priv->max = info->htable_max;
+
+	mutex_lock(&smtplimit_mutex);
+	t = smtplimit_table_find(sn, par->family, info->name);
+	if (t && t->srcmask != info->srcmask) {
+		pr_info_ratelimited("%s: table exists with srcmask %u, rule asks for %u\n",
+				    info->name, t->srcmask, info->srcmask);
+		err = -EEXIST;
+		goto unlock;
+	}
+	if (!t) {
+		t = smtplimit_table_create(par->net, par->family, info);
+		if (IS_ERR(t)) {
+			err = PTR_ERR(t);
+			goto unlock;
+		}
+	}
+	priv->table = t;
+	list_add_tail(&priv->node, &t->rules);
+	smtplimit_table_follow_newest(t);
+	info->priv = priv;
+unlock:
+	mutex_unlock(&smtplimit_mutex);
+	if (err)
+		kfree(priv);
+	return err;
+}
+
+static void smtplimit_mt_destroy(const struct xt_mtdtor_param *par)
+{
+	const struct xt_smtplimit_mtinfo *info = par->matchinfo;
+	struct xt_smtplimit_priv *priv = info->priv;
+	struct smtplimit_table *t = priv->table;
+
+	mutex_lock(&smtplimit_mutex);
+	list_del(&priv->node);
+	if (list_empty(&t->rules))
+		smtplimit_table_destroy(t);
+	else
+		smtplimit_table_follow_newest(t);
+	mutex_unlock(&smtplimit_mutex);
+	kfree(priv);
+}
+
+static struct xt_match smtplimit_mt_reg[] __read_mostly = {
+	{
+		.name		= "smtplimit",
+		.revision	= 0,
+		.family		= NFPROTO_IPV4,
+		.match		= smtplimit_mt,
+		.matchsize	= sizeof(struct xt_smtplimit_mtinfo),
+		.usersize	= offsetof(struct xt_smtplimit_mtinfo, priv),
+		.checkentry	= smtplimit_mt_check,
+		.destroy	= smtplimit_mt_destroy,
+		.me		= THIS_MODULE,
+	},
+#if IS_ENABLED(CONFIG_IP6_NF_IPTABLES)
+	{
+		.name		= "smtplimit",
+		.revision	= 0,
+		.family		= NFPROTO_IPV6,
+		.match		= smtplimit_mt,
+		.matchsize	= sizeof(struct xt_smtplimit_mtinfo),
+		.usersize	= offsetof(struct xt_smtplimit_mtinfo, priv),
+		.checkentry	= smtplimit_mt_check,
+		.destroy	= smtplimit_mt_destroy,
+		.me		= THIS_MODULE,
+	},
+#endif
+};
+
+/* Network namespaces */
+
+static int __net_init smtplimit_net_init(struct net *net)
+{
+	struct smtplimit_net *sn = smtplimit_pernet(net);
+
+	INIT_HLIST_HEAD(&sn->tables);
+	atomic_set(&sn->entries, 0);
+	sn->proc_dir[0] = proc_mkdir("ipt_smtplimit", net->proc_net);
+	if (!sn->proc_dir[0])
+		return -ENOMEM;
+#if IS_ENABLED(CONFIG_IP6_NF_IPTABLES)
+	sn->proc_dir[1] = proc_mkdir("ip6t_smtplimit", net->proc_net);
+	if (!sn->proc_dir[1]) {
+		remove_proc_entry("ipt_smtplimit", net->proc_net);
+		return -ENOMEM;
+	}
+#endif
+	return 0;
+}
+
+/*
+ * Rules can outlive this: the iptables and nf_tables pernet exits may run
+ * after ours. Their tables then find the directories gone and skip them.
+ */
+static void __net_exit smtplimit_net_exit(struct net *net)
+{
+	struct smtplimit_net *sn = smtplimit_pernet(net);
+
+	mutex_lock(&smtplimit_mutex);
+	remove_proc_subtree("ipt_smtplimit", net->proc_net);
+	sn->proc_dir[0] = NULL;
+#if IS_ENABLED(CONFIG_IP6_NF_IPTABLES)
+	remove_proc_subtree("ip6t_smtplimit", net->proc_net);
+	sn->proc_dir[1] = NULL;
+#endif
+	mutex_unlock(&smtplimit_mutex);
+}
+
+static struct pernet_operations smtplimit_net_ops = {
+	.init	= smtplimit_net_init,
+	.exit	= smtplimit_net_exit,
+	.id	= &smtplimit_net_id,
+	.size	= sizeof(struct smtplimit_net),
+};
+
+static int __init smtplimit_mt_init(void)
+{
+	int err = -ENOMEM;
+
+	smtplimit_clock_init(&smtplimit_clock, HZ);
+
+	smtplimit_cache4 = kmem_cache_create("xt_smtplimit_ipv4",
+					     offsetof(struct smtplimit_entry, addr) +
+					     sizeof(__be32), 0, 0, NULL);
+	if (!smtplimit_cache4)
+		return err;
+	smtplimit_cache6 = kmem_cache_create("xt_smtplimit_ipv6",
+					     sizeof(struct smtplimit_entry),
+					     0, 0, NULL);
+	if (!smtplimit_cache6)
+		goto destroy_cache4;
+	err = register_pernet_subsys(&smtplimit_net_ops);
+	if (err)
+		goto destroy_cache6;
+	err = xt_register_matches(smtplimit_mt_reg,
+				  ARRAY_SIZE(smtplimit_mt_reg));
+	if (err)
+		goto unregister_pernet;
+	return 0;
+
+unregister_pernet:
+	unregister_pernet_subsys(&smtplimit_net_ops);
+destroy_cache6:
+	kmem_cache_destroy(smtplimit_cache6);
+destroy_cache4:
+	kmem_cache_destroy(smtplimit_cache4);
+	return err;
+}
+
+static void __exit smtplimit_mt_exit(void)
+{
+	xt_unregister_matches(smtplimit_mt_reg, ARRAY_SIZE(smtplimit_mt_reg));
+	unregister_pernet_subsys(&smtplimit_net_ops);
+	rcu_barrier();		/* smtplimit_free*_rcu still pending */
+	kmem_cache_destroy(smtplimit_cache6);
+	kmem_cache_destroy(smtplimit_cache4);
+}
+
+module_init(smtplimit_mt_init);
+module_exit(smtplimit_mt_exit);
