@@ -95,7 +95,7 @@ static void smtplimit_parse_rate_option(struct xt_option_call *cb,
 			      cb->arg, cb->entry->name);
 }
 
-static void smtplimit_mt_parse(struct xt_option_call *cb)
+static void smtplimit_mt_parse(struct xt_option_call *cb, unsigned int width)
 {
 	struct xt_smtplimit_mtinfo *info = cb->data;
 	int err;
@@ -123,9 +123,23 @@ static void smtplimit_mt_parse(struct xt_option_call *cb)
 		strcpy(info->name, cb->arg);
 		break;
 	case O_SRCMASK:
+		if (cb->val.hlen > width)
+			xtables_error(PARAMETER_PROBLEM,
+				      "smtplimit: --smtplimit-srcmask %u is out of range 0-%u",
+				      cb->val.hlen, width);
 		info->srcmask = cb->val.hlen;
 		break;
 	}
+}
+
+static void smtplimit_mt4_parse(struct xt_option_call *cb)
+{
+	smtplimit_mt_parse(cb, 32);
+}
+
+static void smtplimit_mt6_parse(struct xt_option_call *cb)
+{
+	smtplimit_mt_parse(cb, 128);
 }
 
 static void smtplimit_mt_check(struct xt_fcheck_call *cb)
@@ -207,7 +221,7 @@ static struct xtables_match smtplimit_mt_reg[] = {
 		.userspacesize	= offsetof(struct xt_smtplimit_mtinfo, priv),
 		.help		= smtplimit_mt_help,
 		.init		= smtplimit_mt4_init,
-		.x6_parse	= smtplimit_mt_parse,
+		.x6_parse	= smtplimit_mt4_parse,
 		.x6_fcheck	= smtplimit_mt_check,
 		.x6_options	= smtplimit_mt_opts,
 		.print		= smtplimit_mt4_print,
@@ -222,7 +236,7 @@ static struct xtables_match smtplimit_mt_reg[] = {
 		.userspacesize	= offsetof(struct xt_smtplimit_mtinfo, priv),
 		.help		= smtplimit_mt_help,
 		.init		= smtplimit_mt6_init,
-		.x6_parse	= smtplimit_mt_parse,
+		.x6_parse	= smtplimit_mt6_parse,
 		.x6_fcheck	= smtplimit_mt_check,
 		.x6_options	= smtplimit_mt_opts,
 		.print		= smtplimit_mt6_print,

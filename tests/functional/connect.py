@@ -1,0 +1,54 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0
+"""Open TCP connections to a port, one after another, from one source
+address, and print one letter per attempt: P (connected), R (refused: a
+reset) or T (timed out: dropped). With --duration, attempt for that many
+seconds and print the letters, then the elapsed seconds."""
+import argparse
+import socket
+import struct
+import sys
+import time
+
+
+def attempt(src, dst, port, timeout):
+    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    # Close with a reset: no FIN exchange, no TIME_WAIT on either side.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.settimeout(timeout)
+    try:
+        s.bind((src, 0))
+        s.connect((dst, port))
+        return "P"
+    except ConnectionRefusedError:
+        return "R"
+    except (socket.timeout, TimeoutError):
+        return "T"
+    finally:
+        s.close()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--src", required=True)
+    p.add_argument("--dst", required=True)
+    p.add_argument("--port", type=int, default=25)
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--duration", type=float)
+    p.add_argument("--timeout", type=float, default=0.5)
+    a = p.parse_args()
+    out = []
+    start = time.monotonic()
+    if a.duration:
+        while time.monotonic() - start < a.duration:
+            out.append(attempt(a.src, a.dst, a.port, a.timeout))
+        print("".join(out), f"{time.monotonic() - start:.3f}")
+    else:
+        for _ in range(a.count):
+            out.append(attempt(a.src, a.dst, a.port, a.timeout))
+        print("".join(out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,486 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0
+"""Functional tests of xt_smtplimit, kselftest style: a server and a client
+network namespace joined by veth, real TCP connections to port 25, rules
+added with iptables-legacy or iptables-nft, and the proc file read back.
+
+Runs inside the test guest (tests/run-all), with xt_smtplimit loaded and
+XTABLES_LIBDIR pointing at the extension:
+
+    test_smtplimit.py [--backend legacy|nft] [TEST...]
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PY = "/usr/bin/python3"
+SRV4, CLI4 = "192.0.2.1", "192.0.2.2"
+SRV6, CLI6 = "2001:db8::1", "2001:db8::2"
+PARAM = "/sys/module/xt_smtplimit/parameters/netns_max_entries"
+
+
+def sh(cmd, check=True, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()}")
+    return r
+
+
+def expect(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def poll(fn, seconds=5.0, step=0.1):
+    """fn() until true or the time is up; returns its last value."""
+    end = time.monotonic() + seconds
+    while True:
+        v = fn()
+        if v or time.monotonic() > end:
+            return v
+        time.sleep(step)
+
+
+class Proc:
+    """One read of a table's proc file: header keys and lines by source."""
+
+    def __init__(self, text):
+        lines = text.splitlines()
+        m = re.match(r"# (\S+): (.*)", lines[0])
+        expect(m, f"bad header {lines[0]!r}")
+        self.name = m.group(1)
+        words = m.group(2).split()
+        self.header = dict(zip(words[::2], words[1::2]))
+        expect(lines[1].split()[1:] == ["source", "tokens", "next_s", "full_s",
+                                        "passed", "denied"],
+               f"bad column line {lines[1]!r}")
+        self.rows = {}
+        for line in lines[2:]:
+            f = line.split()
+            self.rows[f[0]] = dict(tokens=float(f[1]), next_s=int(f[2]),
+                                   full_s=int(f[3]), passed=int(f[4]),
+                                   denied=int(f[5]))
+
+    def count(self, key):
+        return int(self.header[key])
+
+    def entries(self):
+        n, m = self.header["entries"].split("/")
+        return int(n), int(m)
+
+
+class Env:
+    """A server and a client namespace; rules go into the server's."""
+
+    serial = 0
+
+    def __init__(self, backend):
+        Env.serial += 1
+        self.backend = backend
+        self.srv = f"srv{Env.serial}"
+        self.cli = f"cli{Env.serial}"
+        for ns in (self.srv, self.cli):
+            sh(["ip", "netns", "add", ns])
+            self.ns(ns, "ip", "link", "set", "lo", "up")
+        sh(["ip", "link", "add", "veth0", "netns", self.srv, "type", "veth",
+            "peer", "name", "veth1", "netns", self.cli])
+        self.ns(self.srv, "ip", "addr", "add", f"{SRV4}/24", "dev", "veth0")
+        self.ns(self.srv, "ip", "addr", "add", f"{SRV6}/64", "dev", "veth0", "nodad")
+        self.ns(self.cli, "ip", "addr", "add", f"{CLI4}/24", "dev", "veth1")
+        self.ns(self.cli, "ip", "addr", "add", f"{CLI6}/64", "dev", "veth1", "nodad")
+        for ns, dev in ((self.srv, "veth0"), (self.cli, "veth1")):
+            self.ns(ns, "ip", "link", "set", dev, "up")
+        for net in ("198.51.100.0/24", "203.0.113.0/24"):
+            self.ns(self.srv, "ip", "route", "add", net, "dev", "veth0")
+        self.ns(self.srv, "ip", "-6", "route", "add", "2001:db8::/32", "dev", "veth0")
+        self.ns(self.cli, "ip", "-6", "route", "add", "2001:db8::/32", "dev", "veth1")
+        self.addrs = set()
+        self.listener = subprocess.Popen(
+            ["ip", "netns", "exec", self.srv, PY, f"{HERE}/listener.py"],
+            stdout=subprocess.PIPE, text=True)
+        expect(self.listener.stdout.readline().strip() == "listening",
+               "listener did not start")
+
+    def close(self):
+        self.listener.kill()
+        self.listener.wait()
+        for ns in (self.srv, self.cli):
+            sh(["ip", "netns", "del", ns], check=False)
+
+    def ns(self, ns, *cmd, check=True, **kw):
+        return sh(["ip", "netns", "exec", ns] + list(cmd), check=check, **kw)
+
+    def tool(self, v6=False, what=""):
+        return f"{'ip6tables' if v6 else 'iptables'}-{self.backend}{what}"
+
+    def ipt(self, *args, v6=False, check=True):
+        return self.ns(self.srv, self.tool(v6), *args, check=check)
+
+    def save(self, v6=False):
+        return self.ns(self.srv, self.tool(v6, "-save")).stdout
+
+    def rules(self, v6=False):
+        """The saved ruleset without its comments (which carry a date)."""
+        return [l for l in self.save(v6).splitlines() if not l.startswith("#")]
+
+    def restore(self, text, v6=False, check=True):
+        return self.ns(self.srv, self.tool(v6, "-restore"), input=text,
+                       check=check)
+
+    def client_addr(self, addr):
+        if addr in self.addrs or addr in (CLI4, CLI6):
+            return
+        if ":" in addr:
+            self.ns(self.cli, "ip", "addr", "add", f"{addr}/128", "dev", "veth1", "nodad")
+        else:
+            self.ns(self.cli, "ip", "addr", "add", f"{addr}/32", "dev", "veth1")
+        self.addrs.add(addr)
+
+    def connect(self, src, count=1, timeout=0.5):
+        """Letters per attempt: P passed, R reset, T dropped."""
+        self.client_addr(src)
+        dst = SRV6 if ":" in src else SRV4
+        return self.ns(self.cli, PY, f"{HERE}/connect.py", "--src", src,
+                       "--dst", dst, "--count", str(count),
+                       "--timeout", str(timeout)).stdout.strip()
+
+    def connect_for(self, src, seconds):
+        self.client_addr(src)
+        dst = SRV6 if ":" in src else SRV4
+        letters, elapsed = self.ns(self.cli, PY, f"{HERE}/connect.py", "--src", src,
+                                   "--dst", dst, "--duration", str(seconds),
+                                   "--timeout", "0.5").stdout.split()
+        return letters, float(elapsed)
+
+    def proc_path(self, name, v6=False):
+        return f"/proc/net/{'ip6t' if v6 else 'ipt'}_smtplimit/{name}"
+
+    def proc(self, name, v6=False):
+        return Proc(self.ns(self.srv, "cat", self.proc_path(name, v6)).stdout)
+
+    def proc_exists(self, name, v6=False):
+        return self.ns(self.srv, "test", "-e", self.proc_path(name, v6),
+                       check=False).returncode == 0
+
+    def counters(self, chain="INPUT", v6=False):
+        """Packet counts of the chain's rules, in order."""
+        out = self.ipt("-L", chain, "-n", "-v", "-x", v6=v6).stdout.splitlines()[2:]
+        return [int(l.split()[0]) for l in out if l.strip()]
+
+
+LIMIT = ["-p", "tcp", "--dport", "25", "--syn", "-m", "smtplimit"]
+RESET = ["-j", "REJECT", "--reject-with", "tcp-reset"]
+
+
+def limit_rules(env, *opts, name="smtp_limit", v6=False, above=False):
+    """The limit as ACCEPT within it and a reset for the rest (upto), or a
+    reset above it and ACCEPT for the rest (above)."""
+    o = list(opts) + ["--smtplimit-name", name]
+    if above:
+        env.ipt("-A", "INPUT", *LIMIT, *o, *RESET, v6=v6)
+        env.ipt("-A", "INPUT", "-p", "tcp", "--dport", "25", "-j", "ACCEPT", v6=v6)
+    else:
+        env.ipt("-A", "INPUT", *LIMIT, *o, "-j", "ACCEPT", v6=v6)
+        env.ipt("-A", "INPUT", "-p", "tcp", "--dport", "25", "--syn", *RESET, v6=v6)
+
+
+def dmesg_since(mark):
+    lines = sh(["dmesg"]).stdout.splitlines()
+    return "\n".join(lines[mark:])
+
+
+def dmesg_mark():
+    return len(sh(["dmesg"]).stdout.splitlines())
+
+
+# Tests. Each takes a fresh Env.
+
+def test_seed_scenario(env):
+    """The seed's rule ported: 2 of 6 attempts pass, a second source is
+    unaffected, the proc file shows both."""
+    env.ipt("-A", "INPUT", "-p", "tcp", "--dport", "25", "-m", "state", "--state", "NEW",
+            "-m", "smtplimit", "--smtplimit-name", "smtp_limit", "--smtplimit", "2/h",
+            "--smtplimit-burst", "2", "-j", "ACCEPT")
+    env.ipt("-A", "INPUT", "-p", "tcp", "--dport", "25", "-m", "state", "--state", "NEW",
+            "-j", "DROP")
+    got = env.connect("192.0.2.212", 6)
+    expect(got == "PPTTTT", f"attacker: {got}, want PPTTTT")
+    got = env.connect("192.0.2.101", 1)
+    expect(got == "P", f"second source: {got}, want P")
+    expect(env.counters() == [3, 4], f"rule counters {env.counters()}, want [3, 4]")
+    p = env.proc("smtp_limit")
+    expect(p.name == "smtp_limit", p.name)
+    h = p.header
+    expect((h["rate"], h["burst"], h["srcmask"], h["entries"]) ==
+           ("2/hour", "2", "32", "2/65536"), f"header {h}")
+    expect((p.count("passed"), p.count("denied"), p.count("evicted"),
+            p.count("untracked")) == (3, 4, 0, 0), f"header {h}")
+    a, b = p.rows["192.0.2.212/32"], p.rows["192.0.2.101/32"]
+    expect(a["passed"] == 2 and a["denied"] == 4, f"attacker row {a}")
+    expect(0 <= a["tokens"] < 0.01 and 1780 <= a["next_s"] <= 1800 and
+           3580 <= a["full_s"] <= 3600, f"attacker row {a}")
+    expect(b["passed"] == 1 and b["denied"] == 0 and b["next_s"] == 0 and
+           1.0 <= b["tokens"] < 1.01 and 1780 <= b["full_s"] <= 1800,
+           f"second source row {b}")
+
+
+def test_iptables_list(env):
+    """iptables -L prints a short summary of the rule."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
+    out = env.ipt("-L", "INPUT", "-n").stdout
+    expect("smtplimit: up to 2/hour burst 2 name smtp_limit" in out, out)
+
+
+def test_ipv6_prefix_shares_bucket(env):
+    """IPv6 sources in one /64 share a bucket; another /64 has its own."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2", v6=True)
+    got = (env.connect("2001:db8:1::10"), env.connect("2001:db8:1::11", 2),
+           env.connect("2001:db8:2::10", 2))
+    expect(got == ("P", "PR", "PP"), f"attempts {got}")
+    p = env.proc("smtp_limit", v6=True)
+    expect(p.header["srcmask"] == "64", p.header)
+    expect(set(p.rows) == {"2001:db8:1::/64", "2001:db8:2::/64"}, p.rows)
+    expect(p.rows["2001:db8:1::/64"]["passed"] == 2 and
+           p.rows["2001:db8:1::/64"]["denied"] == 1, p.rows)
+
+
+def test_ipv4_and_ipv6_tables_apart(env):
+    """One name, two families: two tables."""
+    limit_rules(env, "--smtplimit", "2/h", name="both")
+    limit_rules(env, "--smtplimit", "1/h", name="both", v6=True)
+    expect(env.proc("both").header["rate"] == "2/hour", "IPv4 table")
+    expect(env.proc("both", v6=True).header["rate"] == "1/hour", "IPv6 table")
+
+
+def test_srcmask_groups_ipv4(env):
+    """--smtplimit-srcmask 24 puts a /24 in one bucket."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2",
+                "--smtplimit-srcmask", "24")
+    got = (env.connect("198.51.100.7"), env.connect("198.51.100.8", 2))
+    expect(got == ("P", "PR"), f"attempts {got}")
+    expect(list(env.proc("smtp_limit").rows) == ["198.51.100.0/24"],
+           env.proc("smtp_limit").rows)
+
+
+def test_above(env):
+    """--smtplimit-above matches attempts over the limit."""
+    limit_rules(env, "--smtplimit-above", "2/h", "--smtplimit-burst", "2", above=True)
+    got = env.connect("192.0.2.50", 5)
+    expect(got == "PPRRR", f"attempts {got}, want PPRRR")
+
+
+def test_save_restore_keeps_state(env):
+    """iptables-restore of the saved ruleset keeps every source's state."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
+    expect(env.connect("192.0.2.60", 3) == "PPR", "before")
+    before = env.proc("smtp_limit").rows["192.0.2.60/32"]
+    env.restore(env.save())
+    after = env.proc("smtp_limit").rows["192.0.2.60/32"]
+    expect((after["passed"], after["denied"]) == (2, 1) and
+           abs(after["next_s"] - before["next_s"]) <= 3, f"{before} -> {after}")
+    expect(env.connect("192.0.2.60", 1) == "R", "still limited after restore")
+
+
+def test_reload_with_new_burst(env):
+    """A rule reloaded with another burst applies it to the same debt."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
+    expect(env.connect("192.0.2.61", 3) == "PPR", "burst 2")
+    saved = env.save()
+    expect("--smtplimit-burst 2 " in saved, saved)
+    env.restore(saved.replace("--smtplimit-burst 2 ", "--smtplimit-burst 4 "))
+    expect(env.proc("smtp_limit").header["burst"] == "4", "header burst")
+    got = env.connect("192.0.2.61", 3)
+    expect(got == "PPR", f"burst 4 on the same debt: {got}, want PPR")
+
+
+def test_aborted_restore_changes_nothing(env):
+    """A restore that the kernel refuses leaves the rules and state alone."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
+    expect(env.connect("192.0.2.62", 3) == "PPR", "before")
+    saved = env.save()
+    bad = saved.replace("--smtplimit-burst 2 ", "--smtplimit-burst 9 ").replace(
+        "COMMIT", "-A INPUT -m smtplimit --smtplimit 1/h --smtplimit-srcmask 8 "
+        "--smtplimit-name smtp_limit\nCOMMIT", 1)
+    before = env.rules()
+    r = env.restore(bad, check=False)
+    expect(r.returncode != 0, "restore with a conflicting srcmask succeeded")
+    expect(env.rules() == before, "ruleset changed")
+    p = env.proc("smtp_limit")
+    expect(p.header["burst"] == "2", f"header burst {p.header['burst']}")
+    expect(env.connect("192.0.2.62", 1) == "R", "state changed")
+
+
+def test_srcmask_conflict_refused(env):
+    """A second rule with another srcmask for the same table is refused,
+    with a kernel message naming the table."""
+    limit_rules(env, "--smtplimit", "2/h")
+    mark = dmesg_mark()
+    before = env.rules()
+    r = env.ipt("-A", "INPUT", *LIMIT, "--smtplimit", "2/h", "--smtplimit-srcmask", "24",
+                "--smtplimit-name", "smtp_limit", check=False)
+    expect(r.returncode not in (0, 2), f"exit {r.returncode}: {r.stderr}")
+    expect(env.rules() == before, "ruleset changed")
+    log = dmesg_since(mark)
+    expect("smtp_limit: table exists with srcmask 32, rule asks for 24" in log, log)
+
+
+def test_table_follows_last_rule(env):
+    """The table and its proc file go with the last rule naming it."""
+    limit_rules(env, "--smtplimit", "2/h", name="vanish")
+    env.ipt("-A", "INPUT", *LIMIT, "--smtplimit", "5/h", "--smtplimit-name", "vanish")
+    expect(env.proc("vanish").header["rate"] == "5/hour", "newest rule's rate")
+    env.ipt("-D", "INPUT", *LIMIT, "--smtplimit", "5/h", "--smtplimit-name", "vanish")
+    expect(poll(lambda: env.proc("vanish").header["rate"] == "2/hour"),
+           "header back to the remaining rule's rate")
+    env.ipt("-F", "INPUT")
+    expect(poll(lambda: not env.proc_exists("vanish")), "proc file still there")
+
+
+def test_fast_rate(env):
+    """20/second measured over a few seconds of back-to-back attempts."""
+    limit_rules(env, "--smtplimit", "20/s", "--smtplimit-burst", "3")
+    letters, elapsed = env.connect_for("192.0.2.70", 3)
+    passed = letters.count("P")
+    want = 3 + 20 * elapsed
+    print(f"#   {len(letters)} attempts in {elapsed:.2f} s, {passed} passed, "
+          f"want {want:.1f}")
+    expect(len(letters) > 2 * want, f"too few attempts ({len(letters)}) to measure")
+    expect(abs(passed - want) <= max(2, 0.05 * want), f"{passed} passed, want {want:.1f}")
+
+
+def test_slow_rate_next_s(env):
+    """1/day: one attempt passes, the next waits a day, as next_s says."""
+    limit_rules(env, "--smtplimit", "1/day", "--smtplimit-burst", "1")
+    expect(env.connect("192.0.2.80", 2) == "PR", "1/day")
+    row = env.proc("smtp_limit").rows["192.0.2.80/32"]
+    expect(row["tokens"] == 0 and 86390 <= row["next_s"] <= 86400 and
+           row["full_s"] == row["next_s"], f"row {row}")
+
+
+def test_full_entries_are_absent(env):
+    """A source whose bucket is full again is neither listed nor counted."""
+    limit_rules(env, "--smtplimit", "10/s", "--smtplimit-burst", "1")
+    for i in range(3):
+        expect(env.connect(f"192.0.2.{90 + i}") == "P", "attempt")
+    time.sleep(0.3)
+    p = env.proc("smtp_limit")
+    expect(p.rows == {} and p.entries()[0] == 0, f"{p.header} {p.rows}")
+
+
+def test_full_table_never_drops(env):
+    """Past htable-max, new sources replace old ones: every new source passes."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "1",
+                "--smtplimit-htable-max", "4")
+    got = "".join(env.connect(f"203.0.113.{i}") for i in range(1, 11))
+    expect(got == "P" * 10, f"new sources: {got}")
+    p = env.proc("smtp_limit")
+    expect(p.entries() == (4, 4) and len(p.rows) == 4, f"entries {p.header['entries']}")
+    expect(p.count("evicted") == 6 and p.count("untracked") == 0, p.header)
+
+
+def test_gc_frees_places(env):
+    """GC frees full entries: their places serve new sources without eviction."""
+    limit_rules(env, "--smtplimit", "10/s", "--smtplimit-burst", "1",
+                "--smtplimit-htable-max", "3")
+    for i in range(3):
+        env.connect(f"203.0.113.{20 + i}")
+    time.sleep(5)  # two GC periods
+    for i in range(3):
+        env.connect(f"203.0.113.{30 + i}")
+    expect(env.proc("smtp_limit").count("evicted") == 0, "GC did not free entries")
+
+
+def test_lower_max_evicts(env):
+    """A newer rule with a lower htable-max trims the table; when it goes,
+    the older maximum applies again."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-htable-max", "10")
+    for i in range(8):
+        env.connect(f"203.0.113.{40 + i}")
+    expect(env.proc("smtp_limit").entries() == (8, 10), "8 tracked")
+    rule = [*LIMIT, "--smtplimit", "2/h", "--smtplimit-htable-max", "3",
+            "--smtplimit-name", "smtp_limit"]
+    env.ipt("-A", "INPUT", *rule)
+    expect(env.proc("smtp_limit").entries() == (3, 3), env.proc("smtp_limit").header)
+    env.ipt("-D", "INPUT", *rule)
+    expect(poll(lambda: env.proc("smtp_limit").entries() == (3, 10)),
+           env.proc("smtp_limit").header)
+
+
+def test_netns_cap(env):
+    """netns_max_entries caps all tables of a namespace together."""
+    old = open(PARAM).read().strip()
+    try:
+        with open(PARAM, "w") as f:
+            f.write("5")
+        limit_rules(env, "--smtplimit", "2/h", name="capa")
+        limit_rules(env, "--smtplimit", "2/h", name="capb")
+        for i in range(4):
+            env.connect(f"203.0.113.{60 + i}")
+        env.ipt("-I", "INPUT", *LIMIT, "--smtplimit", "2/h", "--smtplimit-name", "capb")
+        got = "".join(env.connect(f"203.0.113.{70 + i}") for i in range(4))
+        a, b = env.proc("capa"), env.proc("capb")
+        total = a.entries()[0] + b.entries()[0]
+        expect(got == "PPPP", f"new sources at the cap: {got}")
+        expect(total == 5, f"{total} entries tracked, cap 5")
+        expect(b.count("evicted") + b.count("untracked") >= 3, b.header)
+    finally:
+        with open(PARAM, "w") as f:
+            f.write(old)
+
+
+def test_netns_deleted_with_rules(env):
+    """Deleting a namespace with rules, state and an open proc file works."""
+    limit_rules(env, "--smtplimit", "2/h", name="gone")
+    limit_rules(env, "--smtplimit", "2/h", name="gone", v6=True)
+    env.connect("192.0.2.99", 3)
+    env.connect("2001:db8:5::1", 3)
+    holder = subprocess.Popen(["ip", "netns", "exec", env.srv, "sh", "-c",
+                               f"exec 3<{env.proc_path('gone')}; sleep 30"])
+    time.sleep(0.5)
+    env.close()
+    holder.kill()
+    holder.wait()
+
+
+TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
+# The seed scenario first: it is the one to read when everything fails.
+TESTS.sort(key=lambda t: t is not test_seed_scenario)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backend", default="legacy", choices=("legacy", "nft"))
+    ap.add_argument("tests", nargs="*")
+    a = ap.parse_args()
+    passed = failed = 0
+    for t in TESTS:
+        name = t.__name__[5:]
+        if a.tests and name not in a.tests:
+            continue
+        env = Env(a.backend)
+        try:
+            t(env)
+            ok, why = True, ""
+        except Exception as e:  # a test's failure, or its setup's
+            ok, why = False, f"{e}\n" + "".join(traceback.format_tb(e.__traceback__)[-2:])
+        finally:
+            env.close()
+        if ok:
+            passed += 1
+        else:
+            failed += 1
+        print(f"{'ok' if ok else 'not ok'} {passed + failed} - {a.backend} {name}")
+        for line in why.strip().splitlines():
+            print(f"#   {line}")
+        sys.stdout.flush()
+    print(f"functional {a.backend}: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

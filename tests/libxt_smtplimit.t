@@ -1,0 +1,47 @@
+:INPUT,FORWARD,OUTPUT
+-m smtplimit --smtplimit 2/h --smtplimit-burst 2 --smtplimit-name smtp_limit;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 2 --smtplimit-name smtp_limit;OK
+-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 2 --smtplimit-name smtp_limit;=;OK
+-m smtplimit --smtplimit-name smtp_limit --smtplimit-upto 2/ho;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-name smtp_limit;OK
+-m smtplimit --smtplimit-upto 60/min --smtplimit-name a;-m smtplimit --smtplimit-upto 1/second --smtplimit-burst 5 --smtplimit-name a;OK
+-m smtplimit --smtplimit-upto 120/hour --smtplimit-name a;-m smtplimit --smtplimit-upto 2/minute --smtplimit-burst 5 --smtplimit-name a;OK
+-m smtplimit --smtplimit-upto 5 --smtplimit-name a;-m smtplimit --smtplimit-upto 5/second --smtplimit-burst 5 --smtplimit-name a;OK
+-m smtplimit --smtplimit-upto 1/d --smtplimit-name a;-m smtplimit --smtplimit-upto 1/day --smtplimit-burst 5 --smtplimit-name a;OK
+-m smtplimit --smtplimit-upto 36/day --smtplimit-name a;-m smtplimit --smtplimit-upto 36/day --smtplimit-burst 5 --smtplimit-name a;OK
+-m smtplimit --smtplimit-upto 10000/s --smtplimit-burst 1000000 --smtplimit-name a;-m smtplimit --smtplimit-upto 10000/second --smtplimit-burst 1000000 --smtplimit-name a;OK
+-m smtplimit --smtplimit-above 3/d --smtplimit-burst 1 --smtplimit-name a;-m smtplimit --smtplimit-above 3/day --smtplimit-burst 1 --smtplimit-name a;OK
+-m smtplimit --smtplimit-upto 2/h --smtplimit-srcmask 24 --smtplimit-name a;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-srcmask 24 --smtplimit-name a;OK
+-m smtplimit --smtplimit-upto 2/h --smtplimit-srcmask 0 --smtplimit-name a;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-srcmask 0 --smtplimit-name a;OK
+-m smtplimit --smtplimit-upto 2/h --smtplimit-srcmask 32 --smtplimit-name a;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-name a;OK
+-m smtplimit --smtplimit-upto 2/h --smtplimit-htable-max 1 --smtplimit-name a;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-htable-max 1 --smtplimit-name a;OK
+-m smtplimit --smtplimit-upto 2/h --smtplimit-htable-max 16777216 --smtplimit-name a;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-htable-max 16777216 --smtplimit-name a;OK
+-m smtplimit --smtplimit-upto 2/h --smtplimit-htable-max 65536 --smtplimit-name a;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-name a;OK
+-m smtplimit --smtplimit-upto 2/h --smtplimit-name A.b_c-9;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-name A.b_c-9;OK
+-m smtplimit --smtplimit-upto 2/h --smtplimit-name ...;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-name ...;OK
+-m smtplimit --smtplimit-upto 2/h --smtplimit-name nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-name nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn;OK
+-m smtplimit --smtplimit-upto 2/h --smtplimit-name nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn;;FAIL
+-m smtplimit --smtplimit-upto 2/h;;FAIL
+-m smtplimit --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 2/h --smtplimit-above 2/h --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 0/h --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 10001/s --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 600001/minute --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 99999999999999999999/day --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto -1/h --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 2/x --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 2/hours --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 2/ --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto /h --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 2.5/h --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 2/h --smtplimit-burst 0 --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 2/h --smtplimit-burst 1000001 --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 2/h --smtplimit-burst -1 --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 2/h --smtplimit-burst 5x --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 2/h --smtplimit-burst 99999999999999999999 --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 2/h --smtplimit-srcmask 33 --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 2/h --smtplimit-srcmask -1 --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 2/h --smtplimit-htable-max 0 --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 2/h --smtplimit-htable-max 16777217 --smtplimit-name a;;FAIL
+-m smtplimit --smtplimit-upto 2/h --smtplimit-name a/b;;FAIL
+-m smtplimit --smtplimit-upto 2/h --smtplimit-name ..;;FAIL
+-m smtplimit --smtplimit-upto 2/h --smtplimit-name .;;FAIL
+-m smtplimit --smtplimit-upto 2/h --smtplimit-name a*b;;FAIL
