@@ -102,6 +102,9 @@ const char *smtplimit_rate_split(u32 rate, u32 *count)
 	return smtplimit_units[SMTPLIMIT_NUNITS - 1].name;
 }
 
+static const char smtplimit_name_chars[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-";
+
 /*
  * A table name names a proc file: 1..127 bytes of [A-Za-z0-9._-], NUL-ended
  * within @size bytes, not "." or "..". Returns 0, -EINVAL or -ENAMETOOLONG.
@@ -114,8 +117,7 @@ int smtplimit_check_name(const char *name, size_t size)
 		return -ENAMETOOLONG;
 	if (len == 0 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
 		return -EINVAL;
-	if (strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-			 "0123456789._-") != len)
+	if (strspn(name, smtplimit_name_chars) != len)
 		return -EINVAL;
 	return 0;
 }

@@ -38,11 +38,11 @@
 #else
 #include <errno.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <string.h>
-typedef uint64_t u64;
-typedef int64_t s64;
-typedef uint32_t u32;
+#include <linux/types.h>
+typedef __u64 u64;
+typedef __s64 s64;
+typedef __u32 u32;
 
 static inline u64 div64_u64(u64 dividend, u64 divisor)
 {

@@ -146,9 +146,12 @@ static unsigned int smtplimit_family_index(u8 family)
 	return family == NFPROTO_IPV6;
 }
 
+/* Now in clock units; wraps after 2^64 units, which every use tolerates. */
 static u64 smtplimit_now(void)
 {
-	return get_jiffies_64() << smtplimit_clock.shift;
+	u64 jiffies_now = get_jiffies_64();
+
+	return jiffies_now << smtplimit_clock.shift;
 }
 
 static bool smtplimit_is_ipv4(const struct smtplimit_table *t)
@@ -493,6 +496,7 @@ static void smtplimit_seq_snapshot(struct smtplimit_seq *s)
 }
 
 static void *smtplimit_seq_start(struct seq_file *m, loff_t *pos)
+	__acquires(RCU)
 {
 	struct smtplimit_seq *s = m->private;
 	loff_t skip;
@@ -525,6 +529,7 @@ static void *smtplimit_seq_next(struct seq_file *m, void *v, loff_t *pos)
 }
 
 static void smtplimit_seq_stop(struct seq_file *m, void *v)
+	__releases(RCU)
 {
 	struct smtplimit_seq *s = m->private;
 

@@ -5,7 +5,6 @@
  * module and the iptables extension are built from.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,7 +73,7 @@ static void test_clock(void)
 
 		CHECK(c.units_per_sec >= (1ULL << 24) &&
 		      c.units_per_sec < (1ULL << 25),
-		      "HZ=%u: %" PRIu64 " units per second within [2^24, 2^25)",
+		      "HZ=%u: %llu units per second within [2^24, 2^25)",
 		      hz_values[i], c.units_per_sec);
 	}
 }
@@ -172,15 +171,15 @@ static void test_view(void)
 	CHECK(attempts(&tat, t0, &r, 6) == 2, "seed: 2 of 6 attempts pass");
 	smtplimit_view(tat, t0 + 4 * c.units_per_sec, &r, &c, &v);
 	CHECK(v.tokens_milli == 2 && v.next_s == 1796 && v.full_s == 3596,
-	      "after 4 s: tokens 0.002 next_s 1796 full_s 3596 (got %" PRId64
-	      " %" PRIu64 " %" PRIu64 ")", v.tokens_milli, v.next_s, v.full_s);
+	      "after 4 s: tokens 0.002 next_s 1796 full_s 3596 (got %lld"
+	      " %llu %llu)", v.tokens_milli, v.next_s, v.full_s);
 
 	tat = t0;
 	CHECK(attempts(&tat, t0, &r, 1) == 1, "one attempt");
 	smtplimit_view(tat, t0 + 36 * c.units_per_sec, &r, &c, &v);
 	CHECK(v.tokens_milli == 1020 && v.next_s == 0 && v.full_s == 1764,
-	      "one attempt 36 s ago: tokens 1.020 next_s 0 full_s 1764 (got %"
-	      PRId64 " %" PRIu64 " %" PRIu64 ")", v.tokens_milli, v.next_s,
+	      "one attempt 36 s ago: tokens 1.020 next_s 0 full_s 1764 (got %lld"
+	      " %llu %llu)", v.tokens_milli, v.next_s,
 	      v.full_s);
 
 	smtplimit_view(tat, t0 + 3600 * c.units_per_sec, &r, &c, &v);
@@ -205,8 +204,8 @@ static void expect_long_run(unsigned int hz, u32 rate, u32 burst,
 	for (j = start; j <= start + seconds * hz; j += jiffy_step)
 		got += attempts(&tat, j << c.shift, &r, per_jiffy);
 	CHECK(got >= want * 0.999 - 1 && got <= want * 1.001 + 1,
-	      "HZ=%u rate %u/day burst %u over %" PRIu64
-	      " s: %" PRIu64 " passed, want %.0f within 0.1%%", hz, rate, burst,
+	      "HZ=%u rate %u/day burst %u over %llu"
+	      " s: %llu passed, want %.0f within 0.1%%", hz, rate, burst,
 	      seconds, got, want);
 }
 
@@ -246,8 +245,8 @@ static void test_burst(void)
 	CHECK(v.tokens_milli == 0 &&
 	      v.full_s == (u64)XT_SMTPLIMIT_BURST_MAX * 86400 &&
 	      v.next_s == 86400,
-	      "1/day burst 1000000 drained: tokens 0, full in 1000000 days, next in a day (got %"
-	      PRId64 " %" PRIu64 " %" PRIu64 ")", v.tokens_milli, v.full_s,
+	      "1/day burst 1000000 drained: tokens 0, full in 1000000 days, next in a day (got %lld"
+	      " %llu %llu)", v.tokens_milli, v.full_s,
 	      v.next_s);
 	now += 86400 * c.units_per_sec;
 	CHECK(attempts(&tat, now, &slow, 3) == 1,
@@ -319,7 +318,7 @@ static void test_wrap(void)
 	CHECK(attempts(&tat, now, &r, 3) == 0, "after wrap: still denied");
 	smtplimit_view(tat, now, &r, &c, &v);
 	CHECK(v.next_s == 1780 && v.full_s == 3580,
-	      "after wrap: next_s 1780 full_s 3580 (got %" PRIu64 " %" PRIu64
+	      "after wrap: next_s 1780 full_s 3580 (got %llu %llu"
 	      ")", v.next_s, v.full_s);
 	now += 1800 * c.units_per_sec;
 	CHECK(attempts(&tat, now, &r, 3) == 1, "after wrap: one passes after T");
