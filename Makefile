@@ -5,13 +5,12 @@
 # make demo       the seed's attack in a QEMU guest, with and without a limit
 # make install    module, extension and man page into this system
 
+# The running kernel's headers, or else the newest installed ones.
 ifeq ($(origin KDIR), undefined)
   KDIR := /lib/modules/$(shell uname -r)/build
   ifeq ($(wildcard $(KDIR)/Makefile),)
     KDIR := $(lastword $(sort $(wildcard /lib/modules/*/build)))
-    ifneq ($(KDIR),)
-      $(info No headers for the running kernel; building against $(KDIR))
-    endif
+    KDIR_NOTE := no headers for the running kernel $(shell uname -r)
   endif
 endif
 KVER ?= $(notdir $(patsubst %/build,%,$(KDIR)))
@@ -25,6 +24,7 @@ SHARED_SRC := kernel/smtplimit_rate.c userspace/smtplimit_parse.c
 SHARED_HDR := kernel/smtplimit_rate.h userspace/smtplimit_parse.h \
 	      include/uapi/linux/netfilter/xt_smtplimit.h
 PLUGIN := userspace/libxt_smtplimit.so
+MANPAGE := userspace/xt_smtplimit.8
 UNIT := tests/unit/test_rate
 
 .PHONY: all module plugin unit check demo install uninstall clean deps
@@ -36,9 +36,18 @@ deps:
 
 module:
 	@test -n "$(KDIR)" || { echo "no kernel build tree: run scripts/install-deps or set KDIR" >&2; exit 1; }
+	@$(if $(KDIR_NOTE),echo "$(KDIR_NOTE); building against $(KDIR)")
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
 
-plugin: $(PLUGIN)
+plugin: $(PLUGIN) $(MANPAGE)
+
+# The standalone man page is the extension's fragment with a title.
+$(MANPAGE): userspace/libxt_smtplimit.man
+	{ printf '.TH XT_SMTPLIMIT 8 "" "xt_smtplimit" "iptables extensions"\n.nh\n'; \
+	  printf '.SH NAME\nxt_smtplimit \\- limit new connections per source address\n'; \
+	  printf '.SH SYNOPSIS\n\\fBiptables\\fP ... \\fB\\-m smtplimit\\fP \\fB\\-\\-smtplimit\\-name\\fP \\fIname\\fP \\fB\\-\\-smtplimit\\fP \\fIrate\\fP [\\fIoptions\\fP]\n'; \
+	  printf '.SH DESCRIPTION\n'; cat $<; \
+	  printf '.SH SEE ALSO\n\\fBiptables\\-extensions\\fP(8), \\fBiptables\\fP(8)\n'; } >$@
 
 $(PLUGIN): userspace/libxt_smtplimit.c $(SHARED_SRC) $(SHARED_HDR)
 	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -Iinclude/uapi $(XT_CFLAGS) \
@@ -57,18 +66,20 @@ check:
 demo:
 	@scripts/install-deps --quiet
 	@$(MAKE) --no-print-directory all
-	@tests/vm/run -- tests/demo.sh
+	@tests/vm/run -- tests/demo
 
 install: all
 	$(MAKE) -C $(KDIR) M=$(CURDIR) INSTALL_MOD_DIR=updates modules_install
 	depmod -a $(KVER)
 	install -D -m 0644 $(PLUGIN) $(DESTDIR)$(XTLIBDIR)/libxt_smtplimit.so
+	install -D -m 0644 $(MANPAGE) $(DESTDIR)/usr/share/man/man8/xt_smtplimit.8
 
 uninstall:
 	rm -f /lib/modules/$(KVER)/updates/xt_smtplimit.ko
 	depmod -a $(KVER)
 	rm -f $(DESTDIR)$(XTLIBDIR)/libxt_smtplimit.so
+	rm -f $(DESTDIR)/usr/share/man/man8/xt_smtplimit.8
 
 clean:
 	-$(MAKE) -C $(KDIR) M=$(CURDIR) clean 2>/dev/null
-	rm -f $(PLUGIN) $(UNIT)
+	rm -f $(PLUGIN) $(MANPAGE) $(UNIT)

@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: GPL-2.0
-"""Open TCP connections to a port, one after another, from one source
-address, and print one letter per attempt: P (connected), R (refused: a
-reset) or T (timed out: dropped). With --duration, attempt for that many
-seconds and print the letters, then the elapsed seconds."""
+"""Open TCP connections to a port and print one letter per attempt:
+P (connected), R (refused: a reset) or T (timed out: dropped).
+
+Each --src makes --count attempts, --interval seconds apart (back to back by
+default); sources take turns, and one word of letters is printed per source.
+With --duration, one source attempts back to back for that many seconds, and
+the elapsed time follows its letters."""
 import argparse
 import socket
 import struct
@@ -31,23 +34,30 @@ def attempt(src, dst, port, timeout):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--src", required=True)
+    p.add_argument("--src", required=True, action="append")
     p.add_argument("--dst", required=True)
     p.add_argument("--port", type=int, default=25)
     p.add_argument("--count", type=int, default=1)
+    p.add_argument("--interval", type=float, default=0)
     p.add_argument("--duration", type=float)
     p.add_argument("--timeout", type=float, default=0.5)
     a = p.parse_args()
-    out = []
     start = time.monotonic()
     if a.duration:
+        out = []
         while time.monotonic() - start < a.duration:
-            out.append(attempt(a.src, a.dst, a.port, a.timeout))
+            out.append(attempt(a.src[0], a.dst, a.port, a.timeout))
         print("".join(out), f"{time.monotonic() - start:.3f}")
-    else:
-        for _ in range(a.count):
-            out.append(attempt(a.src, a.dst, a.port, a.timeout))
-        print("".join(out))
+        return 0
+    words = {src: [] for src in a.src}
+    for k in range(a.count):
+        delay = start + k * a.interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        for src in a.src:
+            words[src].append(attempt(src, a.dst, a.port, a.timeout))
+    print(" ".join("".join(w) for w in words.values()))
+    return 0
 
 
 if __name__ == "__main__":
