@@ -9,7 +9,7 @@
 ifeq ($(origin KDIR), undefined)
   KDIR := /lib/modules/$(shell uname -r)/build
   ifeq ($(wildcard $(KDIR)/Makefile),)
-    KDIR := $(lastword $(sort $(wildcard /lib/modules/*/build)))
+    KDIR := $(addprefix /lib/modules/,$(addsuffix /build,$(shell scripts/debian-kernel build)))
     KDIR_NOTE := no headers for the running kernel $(shell uname -r)
   endif
 endif

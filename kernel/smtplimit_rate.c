@@ -29,7 +29,7 @@ void smtplimit_clock_init(struct smtplimit_clock *clock, unsigned int hz)
  */
 void smtplimit_bucket_init(struct smtplimit_bucket *bucket,
 			   const struct smtplimit_clock *clock, u32 rate,
-			   u32 burst)
+			   u32 burst, bool strict)
 {
 	u64 day = (u64)XT_SMTPLIMIT_SECONDS_PER_DAY * clock->units_per_sec;
 
@@ -38,22 +38,46 @@ void smtplimit_bucket_init(struct smtplimit_bucket *bucket,
 	bucket->slack = clock->units_per_jiffy < bucket->interval ?
 			clock->units_per_jiffy : bucket->interval - 1;
 	bucket->burst = burst;
+	bucket->strict = strict;
 }
 
 /*
- * One attempt at @now. Returns true if it conforms, and then charges it; a
- * non-conforming attempt leaves @tat alone.
+ * One attempt at @now. Returns true if it conforms, and then charges it. A
+ * non-conforming attempt leaves @tat alone, or in strict mode adds T up to
+ * a debt of 2 * burst * T = tolerance + (burst + 1) * T (never lowering a
+ * longer ban).
  */
 bool smtplimit_attempt(u64 *tat, u64 now, const struct smtplimit_bucket *bucket)
 {
 	s64 debt = (s64)(*tat - now);
 
-	if (debt > (s64)bucket->tolerance)
+	if (!smtplimit_may_pass(*tat, now, bucket)) {
+		u64 floor = 2 * (u64)bucket->burst * bucket->interval;
+		u64 next = debt + bucket->interval;
+
+		if (bucket->strict && (u64)debt < floor)
+			*tat = now + (next < floor ? next : floor);
 		return false;
+	}
 	if (debt < -(s64)bucket->slack)
 		*tat = now - bucket->slack;
 	*tat += bucket->interval;
 	return true;
+}
+
+/* The TAT of a ban at @now: 0 tokens, or no attempt for @seconds if not 0. */
+u64 smtplimit_ban(u64 now, const struct smtplimit_bucket *bucket,
+		  const struct smtplimit_clock *clock, u32 seconds)
+{
+	if (!seconds)
+		return now + (u64)bucket->burst * bucket->interval;
+	return now + seconds * clock->units_per_sec + bucket->tolerance;
+}
+
+/* Whether an attempt at @now would conform: debt within the tolerance. */
+bool smtplimit_may_pass(u64 tat, u64 now, const struct smtplimit_bucket *bucket)
+{
+	return (s64)(tat - now) <= (s64)bucket->tolerance;
 }
 
 static u64 units_to_seconds_up(u64 units, u64 units_per_sec)

@@ -20,6 +20,14 @@
  * burst >= rate / HZ: below that, a jiffy can pass no more than burst
  * attempts, and the rate delivered is burst * HZ.
  *
+ * Strict: a denied attempt costs T too, up to a debt of 2 * burst * T
+ * (tokens floor at -burst), so a source retrying faster than the rate never
+ * gets through until it backs off.
+ *
+ * Bans set the debt directly: "+ADDR" leaves burst * T (0 tokens, the next
+ * attempt may pass after T), "+ADDR SECONDS" SECONDS + tolerance (no attempt
+ * passes for SECONDS).
+ *
  * The same file validates table names, which both sides must agree on.
  *
  * Range: a debt never exceeds 2 * burst * T <= 2 * 10^6 * 86400 s * 2^25
@@ -85,12 +93,17 @@ struct smtplimit_bucket {
 	u64 tolerance;		/* (burst - 1) * T: how far TAT may lead now */
 	u64 slack;		/* min(1 jiffy, T - 1): how far it may lag */
 	u32 burst;
+	bool strict;		/* denied attempts cost T, up to 2 * burst * T */
 };
 
 void smtplimit_clock_init(struct smtplimit_clock *clock, unsigned int hz);
 void smtplimit_bucket_init(struct smtplimit_bucket *bucket,
 			   const struct smtplimit_clock *clock, u32 rate,
-			   u32 burst);
+			   u32 burst, bool strict);
+u64 smtplimit_ban(u64 now, const struct smtplimit_bucket *bucket,
+		  const struct smtplimit_clock *clock, u32 seconds);
+bool smtplimit_may_pass(u64 tat, u64 now,
+			const struct smtplimit_bucket *bucket);
 bool smtplimit_attempt(u64 *tat, u64 now, const struct smtplimit_bucket *bucket);
 void smtplimit_view(u64 tat, u64 now, const struct smtplimit_bucket *bucket,
 		    const struct smtplimit_clock *clock,

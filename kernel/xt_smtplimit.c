@@ -12,6 +12,8 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/atomic.h>
+#include <linux/capability.h>
+#include <linux/ctype.h>
 #include <linux/inet.h>
 #include <linux/inetdevice.h>
 #include <linux/ip.h>
@@ -65,20 +67,29 @@ struct smtplimit_entry {
 	struct rhash_head node;		/* in smtplimit_table.ht */
 	u64 tat;			/* theoretical arrival time, clock units */
 	struct rcu_head rcu;		/* deferred free once unhashed */
-	spinlock_t lock;		/* tat, passed, denied, dead */
+	spinlock_t lock;		/* tat, passed, denied, dead, banned */
 	u32 passed;			/* attempts that conformed */
 	u32 denied;			/* attempts that did not */
 	bool dead;			/* being unhashed: charge nothing more */
+	bool banned;			/* by "+ADDR SECONDS": not evicted
+					 * until it may pass again
+					 */
 	union smtplimit_addr addr;	/* the key; last, so that IPv4 entries
 					 * are allocated without the IPv6 tail
 					 */
 };
 
+/* Per-CPU counters since the table was created, summed by proc reads. */
 struct smtplimit_stats {
 	u64 passed;			/* attempts that conformed */
 	u64 denied;			/* attempts that did not */
-	u64 evicted;			/* entries replaced by a new source */
+	u64 evicted;			/* entries dropped for room */
 	u64 untracked;			/* attempts judged with no entry */
+	u64 created;			/* entries created */
+	u64 gc_freed;			/* full entries freed by the GC */
+	u64 forgotten;			/* entries removed by "-" and "/" */
+	u64 banned;			/* entries set by "+" */
+	u64 flushes;			/* "/" commands */
 };
 
 struct smtplimit_net {
@@ -93,13 +104,19 @@ struct smtplimit_table {
 	struct hlist_node node;		/* in smtplimit_net.tables */
 	struct list_head rules;		/* xt_smtplimit_priv, oldest first */
 	struct smtplimit_net *sn;
+	struct net *net;		/* whose admin may write the proc file */
 	struct proc_dir_entry *pde;
 	struct delayed_work gc_work;
 	struct smtplimit_stats __percpu *stats;
+	struct mutex write_mutex;	/* one proc write at a time */
 	atomic_t count;			/* entries, full ones not yet collected too */
 	u32 max;			/* most entries, from the newest rule */
-	u32 rate;			/* newest rule's rate and burst, for proc */
-	u32 burst;
+	u64 tolerance;			/* the newest rule's: a ban holds
+					 * while the debt is beyond it
+					 */
+	spinlock_t newest_lock;		/* rate, bucket */
+	u32 rate;			/* the newest rule's, for proc */
+	struct smtplimit_bucket bucket;
 	u8 family;
 	u8 srcmask;
 	union smtplimit_addr mask;	/* srcmask as an address mask */
@@ -110,7 +127,7 @@ struct smtplimit_table {
 struct xt_smtplimit_priv {
 	struct smtplimit_table *table;
 	struct list_head node;		/* in smtplimit_table.rules */
-	struct smtplimit_bucket bucket;	/* from rate and burst */
+	struct smtplimit_bucket bucket;	/* from rate, burst and strict */
 	u32 rate;
 	u32 max;
 };
@@ -270,11 +287,13 @@ static bool smtplimit_entry_kill(struct smtplimit_table *t,
 
 /*
  * Unhash, out of a sample of at least SMTPLIMIT_EVICT_SAMPLE entries from a
- * random run of buckets, the one whose bucket will be full soonest. Its place
- * in the table and netns counts passes to the caller. Called under RCU.
+ * random run of buckets, the one whose bucket will be full soonest; banned
+ * sources are never taken. Its place in the table and netns counts passes to
+ * the caller. Called under RCU.
  */
 static bool smtplimit_evict(struct smtplimit_table *t, u64 now)
 {
+	u64 tolerance = READ_ONCE(t->tolerance);
 	const struct bucket_table *tbl = rht_dereference_rcu(t->ht.tbl, &t->ht);
 	struct smtplimit_entry *e, *victim = NULL;
 	unsigned int i, seen = 0, start = get_random_u32();
@@ -285,6 +304,8 @@ static bool smtplimit_evict(struct smtplimit_table *t, u64 now)
 		rht_for_each_entry_rcu(e, pos, tbl, (start + i) & (tbl->size - 1), node) {
 			seen++;
 			debt = smtplimit_debt(READ_ONCE(e->tat), now);
+			if (READ_ONCE(e->banned) && debt > tolerance)
+				continue;
 			if (debt < best && !READ_ONCE(e->dead)) {
 				best = debt;
 				victim = e;
@@ -298,57 +319,79 @@ static bool smtplimit_evict(struct smtplimit_table *t, u64 now)
 }
 
 /*
- * Track a new source, with a full bucket. When the table or the netns is at
- * its maximum, the new source takes the place of an evicted one. NULL when
- * no place or memory could be had: the caller then judges it untracked.
+ * Reserve a place for a new entry in the table and the netns counts; at a
+ * maximum, evict an entry and take its place. Called under RCU.
  */
-static struct smtplimit_entry *
-smtplimit_entry_create(struct smtplimit_table *t,
-		       const union smtplimit_addr *key, u64 now)
+static bool smtplimit_take_place(struct smtplimit_table *t, u64 now)
 {
 	bool got_table, got_net;
-	struct smtplimit_entry *e, *old;
-
-	e = kmem_cache_alloc(smtplimit_cache(t), GFP_ATOMIC | __GFP_NOWARN);
-	if (!e)
-		return NULL;
 
 	got_table = smtplimit_inc_below(&t->count, READ_ONCE(t->max));
 	got_net = smtplimit_inc_below(&t->sn->entries,
 				      READ_ONCE(netns_max_entries));
-	if (!got_table || !got_net) {
-		if (!smtplimit_evict(t, now)) {
-			if (got_table)
-				atomic_dec(&t->count);
-			if (got_net)
-				atomic_dec(&t->sn->entries);
-			kmem_cache_free(smtplimit_cache(t), e);
-			return NULL;
-		}
-		/* The victim's places are ours; give back any we also took. */
-		if (got_table)
-			atomic_dec(&t->count);
-		if (got_net)
-			atomic_dec(&t->sn->entries);
-	}
+	if (got_table && got_net)
+		return true;
+	/* Give back what was taken: an evicted entry's places become ours. */
+	if (got_table)
+		atomic_dec(&t->count);
+	if (got_net)
+		atomic_dec(&t->sn->entries);
+	return smtplimit_evict(t, now);
+}
+
+/*
+ * Insert @e, allocated with a place taken for it, as the source @key with
+ * debt until @tat. Returns @e, or the entry another CPU inserted for the
+ * same source first (then @e is freed and its place given back), or NULL
+ * when the table had no memory.
+ */
+static struct smtplimit_entry *
+smtplimit_entry_insert(struct smtplimit_table *t, struct smtplimit_entry *e,
+		       const union smtplimit_addr *key, u64 tat)
+{
+	struct smtplimit_entry *old;
 
 	spin_lock_init(&e->lock);
-	e->tat = now;
+	e->tat = tat;
 	e->passed = 0;
 	e->denied = 0;
 	e->dead = false;
+	e->banned = false;
 	if (smtplimit_is_ipv4(t))
 		e->addr.ip = key->ip;
 	else
 		e->addr.ip6 = key->ip6;
 
 	old = smtplimit_insert(t, e);
-	if (!old)
+	if (!old) {
+		this_cpu_inc(t->stats->created);
 		return e;
-	/* Another CPU inserted the source first, or no memory: e was never seen. */
+	}
+	/* e was never seen: free it at once. */
 	kmem_cache_free(smtplimit_cache(t), e);
 	smtplimit_release_place(t);
 	return IS_ERR(old) ? NULL : old;
+}
+
+/*
+ * Track a new source, with a full bucket, in place of an evicted one when
+ * the table or the netns is at its maximum. NULL when no place or memory
+ * could be had: the caller then judges the attempt untracked.
+ */
+static struct smtplimit_entry *
+smtplimit_entry_create(struct smtplimit_table *t,
+		       const union smtplimit_addr *key, u64 now)
+{
+	struct smtplimit_entry *e;
+
+	e = kmem_cache_alloc(smtplimit_cache(t), GFP_ATOMIC | __GFP_NOWARN);
+	if (!e)
+		return NULL;
+	if (!smtplimit_take_place(t, now)) {
+		kmem_cache_free(smtplimit_cache(t), e);
+		return NULL;
+	}
+	return smtplimit_entry_insert(t, e, key, now);
 }
 
 static bool smtplimit_mt(const struct sk_buff *skb, struct xt_action_param *par)
@@ -392,26 +435,52 @@ judged:
 	return pass ^ !!(info->flags & XT_SMTPLIMIT_F_ABOVE);
 }
 
+/* Which entries a sweep unhashes. */
+struct smtplimit_sweep {
+	u64 now;
+	bool any;			/* owing ones too, not only full ones */
+	bool to_max;			/* stop once down to the maximum */
+	const union smtplimit_addr *prefix;	/* if set, only within it: */
+	const union smtplimit_addr *mask;	/* prefix is masked with it */
+};
+
+static bool smtplimit_in_prefix(const struct smtplimit_table *t,
+				const union smtplimit_addr *addr,
+				const struct smtplimit_sweep *sw)
+{
+	unsigned int i, words = smtplimit_is_ipv4(t) ? 1 : 4;
+
+	for (i = 0; i < words; i++)
+		if ((addr->ip6.s6_addr32[i] & sw->mask->ip6.s6_addr32[i]) !=
+		    sw->prefix->ip6.s6_addr32[i])
+			return false;
+	return true;
+}
+
 /*
- * Walk the table and unhash full entries or, with @to_max, any entries until
- * the table is down to its maximum. Only RCU is held, and it is dropped every
- * SMTPLIMIT_WALK_BATCH entries; no bucket lock is held across entries.
+ * Walk the table and unhash the entries @sw selects; returns how many. Only
+ * RCU is held, and it is dropped every SMTPLIMIT_WALK_BATCH entries; no
+ * bucket lock is held across entries.
  */
-static void smtplimit_sweep(struct smtplimit_table *t, u64 now, bool to_max)
+static unsigned int smtplimit_sweep(struct smtplimit_table *t,
+				    const struct smtplimit_sweep *sw)
 {
 	struct rhashtable_iter iter;
 	struct smtplimit_entry *e;
-	unsigned int walked = 0;
+	unsigned int walked = 0, killed = 0;
 
 	rhashtable_walk_enter(&t->ht, &iter);
 	rhashtable_walk_start(&iter);
 	while ((e = rhashtable_walk_next(&iter))) {
 		if (IS_ERR(e))		/* -EAGAIN: resized, walk goes on */
 			continue;
-		if (to_max && atomic_read(&t->count) <= READ_ONCE(t->max))
+		if (sw->to_max && atomic_read(&t->count) <= READ_ONCE(t->max))
 			break;
-		if (smtplimit_entry_kill(t, e, now, to_max))
+		if ((!sw->prefix || smtplimit_in_prefix(t, &e->addr, sw)) &&
+		    smtplimit_entry_kill(t, e, sw->now, sw->any)) {
 			smtplimit_release_place(t);
+			killed++;
+		}
 		if (++walked % SMTPLIMIT_WALK_BATCH == 0) {
 			rhashtable_walk_stop(&iter);
 			cond_resched();
@@ -420,16 +489,31 @@ static void smtplimit_sweep(struct smtplimit_table *t, u64 now, bool to_max)
 	}
 	rhashtable_walk_stop(&iter);
 	rhashtable_walk_exit(&iter);
+	return killed;
 }
 
 static void smtplimit_gc(struct work_struct *work)
 {
 	struct smtplimit_table *t =
 		container_of(work, struct smtplimit_table, gc_work.work);
+	struct smtplimit_sweep full = { .now = smtplimit_now() };
 
-	smtplimit_sweep(t, smtplimit_now(), false);
+	this_cpu_add(t->stats->gc_freed, smtplimit_sweep(t, &full));
 	queue_delayed_work(system_power_efficient_wq, &t->gc_work,
 			   SMTPLIMIT_GC_INTERVAL);
+}
+
+/* The newest rule's rate and bucket, consistent with each other. */
+static u32 smtplimit_table_newest(struct smtplimit_table *t,
+				  struct smtplimit_bucket *bucket)
+{
+	u32 rate;
+
+	spin_lock_bh(&t->newest_lock);
+	rate = t->rate;
+	*bucket = t->bucket;
+	spin_unlock_bh(&t->newest_lock);
+	return rate;
 }
 
 /* proc: one file per table, read with seq_file over an rhashtable walk */
@@ -475,10 +559,8 @@ static void smtplimit_seq_snapshot(struct smtplimit_seq *s)
 	struct smtplimit_entry *e;
 
 	s->now = smtplimit_now();
-	s->rate = READ_ONCE(t->rate);
+	s->rate = smtplimit_table_newest(t, &s->bucket);
 	s->max = READ_ONCE(t->max);
-	smtplimit_bucket_init(&s->bucket, &smtplimit_clock, s->rate,
-			      READ_ONCE(t->burst));
 	s->live = 0;
 
 	smtplimit_seq_rewind(s);
@@ -551,13 +633,21 @@ static void smtplimit_seq_header(struct seq_file *m, struct smtplimit_seq *s)
 		sum.denied += READ_ONCE(st->denied);
 		sum.evicted += READ_ONCE(st->evicted);
 		sum.untracked += READ_ONCE(st->untracked);
+		sum.created += READ_ONCE(st->created);
+		sum.gc_freed += READ_ONCE(st->gc_freed);
+		sum.forgotten += READ_ONCE(st->forgotten);
+		sum.banned += READ_ONCE(st->banned);
+		sum.flushes += READ_ONCE(st->flushes);
 	}
 	unit = smtplimit_rate_split(s->rate, &count);
 	seq_printf(m, "# %s: rate %u/%s burst %u srcmask %u entries %u/%u",
 		   t->name, count, unit, s->bucket.burst, t->srcmask, s->live,
 		   s->max);
-	seq_printf(m, " passed %llu denied %llu evicted %llu untracked %llu\n",
+	seq_printf(m, " passed %llu denied %llu evicted %llu untracked %llu",
 		   sum.passed, sum.denied, sum.evicted, sum.untracked);
+	seq_printf(m, " strict %s created %llu gc_freed %llu forgotten %llu banned %llu flushes %llu\n",
+		   s->bucket.strict ? "yes" : "no", sum.created, sum.gc_freed,
+		   sum.forgotten, sum.banned, sum.flushes);
 	seq_printf(m, "# %-38s %-9s %-8s %-8s %-8s %s\n",
 		   "source", "tokens", "next_s", "full_s", "passed", "denied");
 }
@@ -624,9 +714,315 @@ static int smtplimit_proc_release(struct inode *inode, struct file *file)
 	return seq_release_private(inode, file);
 }
 
+/*
+ * proc writes: one command a line, "-ADDR[/LEN]" forgets the sources within
+ * a prefix, "+ADDR[ SECONDS]" bans one, "/" flushes the table. A write is
+ * parsed, validated and given its memory before anything is applied.
+ */
+
+enum smtplimit_op {
+	SMTPLIMIT_FORGET,
+	SMTPLIMIT_BAN,
+	SMTPLIMIT_FLUSH,
+};
+
+struct smtplimit_cmd {
+	union smtplimit_addr addr;	/* as written, host bits too */
+	u32 seconds;			/* of a ban; 0: just empty the bucket */
+	u8 op;				/* enum smtplimit_op */
+	u8 len;				/* prefix length of a forget */
+};
+
+static int smtplimit_parse_cmd(const struct smtplimit_table *t,
+			       const char *line, struct smtplimit_cmd *cmd)
+{
+	unsigned int width = smtplimit_is_ipv4(t) ? 32 : 128;
+	const char *p = line + 1, *end;
+	size_t len;
+	int ok;
+
+	memset(cmd, 0, sizeof(*cmd));
+	if (strcmp(line, "/") == 0) {
+		cmd->op = SMTPLIMIT_FLUSH;
+		return 0;
+	}
+	if (line[0] == '-')
+		cmd->op = SMTPLIMIT_FORGET;
+	else if (line[0] == '+')
+		cmd->op = SMTPLIMIT_BAN;
+	else
+		return -EINVAL;
+
+	len = strcspn(p, cmd->op == SMTPLIMIT_FORGET ? "/" : " ");
+	if (smtplimit_is_ipv4(t))
+		ok = in4_pton(p, len, (u8 *)&cmd->addr.ip, -1, &end);
+	else
+		ok = in6_pton(p, len, cmd->addr.ip6.s6_addr, -1, &end);
+	if (!ok || end != p + len)
+		return -EINVAL;
+	p += len;
+	cmd->len = width;
+	if (*p == '\0')
+		return 0;
+	/* One separator, then digits only: kstrto*() would take "+" too. */
+	if (!isdigit(p[1]))
+		return -EINVAL;
+	if (cmd->op == SMTPLIMIT_FORGET)
+		return kstrtou8(p + 1, 10, &cmd->len) || cmd->len > width ?
+		       -EINVAL : 0;
+	if (kstrtou32(p + 1, 10, &cmd->seconds) || !cmd->seconds ||
+	    cmd->seconds > XT_SMTPLIMIT_BAN_MAX)
+		return -EINVAL;
+	return 0;
+}
+
+/* Split @buf (NUL-ended, no other NUL) into commands; -EINVAL on any bad line. */
+static int smtplimit_parse_write(const struct smtplimit_table *t, char *buf,
+				 struct smtplimit_cmd *cmds, unsigned int *n)
+{
+	char *line, *next;
+
+	*n = 0;
+	for (line = buf; line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		if (!*skip_spaces(line))
+			continue;
+		if (strlen(line) > XT_SMTPLIMIT_LINE_MAX ||
+		    smtplimit_parse_cmd(t, line, &cmds[*n]))
+			return -EINVAL;
+		(*n)++;
+	}
+	return 0;
+}
+
+/* @addr masked to the table's srcmask: the key of the entry holding it. */
+static void smtplimit_cmd_key(const struct smtplimit_table *t,
+			      const struct smtplimit_cmd *cmd,
+			      union smtplimit_addr *key)
+{
+	unsigned int i;
+
+	for (i = 0; i < (smtplimit_is_ipv4(t) ? 1 : 4); i++)
+		key->ip6.s6_addr32[i] = cmd->addr.ip6.s6_addr32[i] &
+					t->mask.ip6.s6_addr32[i];
+}
+
+static struct smtplimit_entry *
+smtplimit_lookup_live(struct smtplimit_table *t, const union smtplimit_addr *key)
+{
+	struct smtplimit_entry *e = smtplimit_lookup(t, key);
+
+	return e && !READ_ONCE(e->dead) ? e : NULL;
+}
+
+static unsigned int smtplimit_forget(struct smtplimit_table *t,
+				     const struct smtplimit_cmd *cmd, u64 now)
+{
+	union smtplimit_addr key = {}, mask = {};
+	struct smtplimit_sweep within = { .now = now, .any = true,
+					  .prefix = &key, .mask = &mask };
+	struct smtplimit_entry *e;
+	unsigned int i, killed = 0;
+
+	if (cmd->len >= t->srcmask) {
+		/* At most one entry holds the address. */
+		smtplimit_cmd_key(t, cmd, &key);
+		rcu_read_lock();
+		e = smtplimit_lookup(t, &key);
+		if (e && smtplimit_entry_kill(t, e, now, true)) {
+			smtplimit_release_place(t);
+			killed = 1;
+		}
+		rcu_read_unlock();
+		return killed;
+	}
+	smtplimit_prefix_mask(cmd->len, 4, mask.ip6.s6_addr32);
+	for (i = 0; i < 4; i++)
+		key.ip6.s6_addr32[i] = cmd->addr.ip6.s6_addr32[i] &
+				       mask.ip6.s6_addr32[i];
+	return smtplimit_sweep(t, &within);
+}
+
+/*
+ * Set the ban's debt on the source's entry, or create one with it from
+ * @spare and a place already taken (*places). -ENOMEM if the table had no
+ * memory for it.
+ */
+static int smtplimit_ban_one(struct smtplimit_table *t,
+			     const struct smtplimit_cmd *cmd,
+			     const struct smtplimit_bucket *bucket, u64 now,
+			     struct smtplimit_entry **spare,
+			     unsigned int *places)
+{
+	u64 tat = smtplimit_ban(now, bucket, &smtplimit_clock, cmd->seconds);
+	union smtplimit_addr key;
+	struct smtplimit_entry *e;
+	int err = 0;
+
+	smtplimit_cmd_key(t, cmd, &key);
+	rcu_read_lock();
+	for (;;) {
+		e = smtplimit_lookup_live(t, &key);
+		if (!e) {
+			if (!*spare) {	/* spent on an entry that died since */
+				err = -ENOMEM;
+				break;
+			}
+			/* Not counted, or gone since: take a place now. */
+			if (*places) {
+				(*places)--;
+			} else if (!smtplimit_take_place(t, now)) {
+				err = -ENOSPC;
+				break;
+			}
+			e = smtplimit_entry_insert(t, *spare, &key, tat);
+			*spare = NULL;
+			if (!e) {
+				err = -ENOMEM;
+				break;
+			}
+		}
+		spin_lock_bh(&e->lock);
+		if (!e->dead) {
+			e->tat = tat;
+			e->banned = cmd->seconds != 0;
+			spin_unlock_bh(&e->lock);
+			this_cpu_inc(t->stats->banned);
+			break;
+		}
+		spin_unlock_bh(&e->lock);
+	}
+	rcu_read_unlock();
+	return err;
+}
+
+/* Take a place for each ban of a source not tracked yet; all or none. */
+static int smtplimit_take_places(struct smtplimit_table *t,
+				 const struct smtplimit_cmd *cmds,
+				 unsigned int n, u64 now, unsigned int *places)
+{
+	union smtplimit_addr key;
+	unsigned int i;
+	int err = 0;
+
+	*places = 0;
+	rcu_read_lock();
+	for (i = 0; i < n && !err; i++) {
+		if (cmds[i].op != SMTPLIMIT_BAN)
+			continue;
+		smtplimit_cmd_key(t, &cmds[i], &key);
+		if (smtplimit_lookup_live(t, &key))
+			continue;
+		if (smtplimit_take_place(t, now))
+			(*places)++;
+		else
+			err = -ENOSPC;
+	}
+	rcu_read_unlock();
+	if (err)
+		for (; *places; (*places)--)
+			smtplimit_release_place(t);
+	return err;
+}
+
+static int smtplimit_apply(struct smtplimit_table *t,
+			   const struct smtplimit_cmd *cmds, unsigned int n,
+			   struct smtplimit_entry **spares)
+{
+	struct smtplimit_sweep all = { .any = true };
+	struct smtplimit_bucket bucket;
+	unsigned int i, places;
+	u64 now = smtplimit_now();
+	int err;
+
+	smtplimit_table_newest(t, &bucket);
+	err = smtplimit_take_places(t, cmds, n, now, &places);
+	for (i = 0; i < n && !err; i++) {
+		switch (cmds[i].op) {
+		case SMTPLIMIT_FLUSH:
+			all.now = now;
+			this_cpu_add(t->stats->forgotten, smtplimit_sweep(t, &all));
+			this_cpu_inc(t->stats->flushes);
+			break;
+		case SMTPLIMIT_FORGET:
+			this_cpu_add(t->stats->forgotten,
+				     smtplimit_forget(t, &cmds[i], now));
+			break;
+		case SMTPLIMIT_BAN:
+			err = smtplimit_ban_one(t, &cmds[i], &bucket, now,
+						spares++, &places);
+			break;
+		}
+	}
+	for (; places; places--)
+		smtplimit_release_place(t);
+	return err;
+}
+
+static ssize_t smtplimit_proc_write(struct file *file, const char __user *input,
+				    size_t size, loff_t *loff)
+{
+	struct smtplimit_table *t = pde_data(file_inode(file));
+	struct smtplimit_entry **spares = NULL;
+	struct smtplimit_cmd *cmds = NULL;
+	unsigned int i, n, bans = 0;
+	char *buf;
+	int err;
+
+	if (!file_ns_capable(file, t->net->user_ns, CAP_NET_ADMIN))
+		return -EPERM;
+	if (size > XT_SMTPLIMIT_WRITE_MAX)
+		return -EINVAL;
+	buf = kvmalloc(size + 1, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	err = -EFAULT;
+	if (copy_from_user(buf, input, size))
+		goto out;
+	buf[size] = '\0';
+	err = -EINVAL;
+	if (memchr(buf, '\0', size))
+		goto out;
+
+	/* At most one command per byte pair: a line and its newline. */
+	err = -ENOMEM;
+	cmds = kvcalloc(size / 2 + 1, sizeof(*cmds), GFP_KERNEL);
+	if (!cmds)
+		goto out;
+	err = smtplimit_parse_write(t, buf, cmds, &n);
+	if (err)
+		goto out;
+	for (i = 0; i < n; i++)
+		bans += cmds[i].op == SMTPLIMIT_BAN;
+	err = -ENOMEM;
+	spares = kvcalloc(bans, sizeof(*spares), GFP_KERNEL);
+	if (!spares)
+		goto out;
+	for (i = 0; i < bans; i++) {
+		spares[i] = kmem_cache_alloc(smtplimit_cache(t), GFP_KERNEL);
+		if (!spares[i])
+			goto out;
+	}
+
+	mutex_lock(&t->write_mutex);
+	err = smtplimit_apply(t, cmds, n, spares);
+	mutex_unlock(&t->write_mutex);
+out:
+	for (i = 0; spares && i < bans; i++)
+		if (spares[i])
+			kmem_cache_free(smtplimit_cache(t), spares[i]);
+	kvfree(spares);
+	kvfree(cmds);
+	kvfree(buf);
+	return err ? err : size;
+}
+
 static const struct proc_ops smtplimit_proc_ops = {
 	.proc_open = smtplimit_proc_open,
 	.proc_read = seq_read,
+	.proc_write = smtplimit_proc_write,
 	.proc_lseek = seq_lseek,
 	.proc_release = smtplimit_proc_release,
 };
@@ -646,20 +1042,26 @@ smtplimit_table_find(struct smtplimit_net *sn, u8 family, const char *name)
 
 /*
  * The newest rule's rate, burst and maximum apply to the table; a lower
- * maximum evicts full entries first, then any, down to it.
+ * maximum frees full entries first, then evicts any, down to it.
  */
 static void smtplimit_table_follow_newest(struct smtplimit_table *t)
 {
 	const struct xt_smtplimit_priv *newest =
 		list_last_entry(&t->rules, struct xt_smtplimit_priv, node);
+	struct smtplimit_sweep full = { .now = smtplimit_now() };
+	struct smtplimit_sweep to_max = { .now = full.now, .any = true,
+					  .to_max = true };
 
-	WRITE_ONCE(t->rate, newest->rate);
-	WRITE_ONCE(t->burst, newest->bucket.burst);
+	spin_lock_bh(&t->newest_lock);
+	t->rate = newest->rate;
+	t->bucket = newest->bucket;
+	spin_unlock_bh(&t->newest_lock);
+	WRITE_ONCE(t->tolerance, newest->bucket.tolerance);
 	WRITE_ONCE(t->max, newest->max);
 	if (atomic_read(&t->count) > newest->max)
-		smtplimit_sweep(t, smtplimit_now(), false);
+		this_cpu_add(t->stats->gc_freed, smtplimit_sweep(t, &full));
 	if (atomic_read(&t->count) > newest->max)
-		smtplimit_sweep(t, smtplimit_now(), true);
+		this_cpu_add(t->stats->evicted, smtplimit_sweep(t, &to_max));
 }
 
 static struct smtplimit_table *
@@ -688,14 +1090,17 @@ smtplimit_table_create(struct net *net, u8 family,
 
 	INIT_LIST_HEAD(&t->rules);
 	INIT_DEFERRABLE_WORK(&t->gc_work, smtplimit_gc);
+	mutex_init(&t->write_mutex);
+	spin_lock_init(&t->newest_lock);
 	t->sn = sn;
+	t->net = net;
 	t->family = family;
 	t->srcmask = info->srcmask;
 	smtplimit_prefix_mask(info->srcmask, family == NFPROTO_IPV4 ? 1 : 4,
 			      t->mask.ip6.s6_addr32);
 	strscpy(t->name, info->name, sizeof(t->name));
 
-	t->pde = proc_create_data(t->name, 0444, dir, &smtplimit_proc_ops, t);
+	t->pde = proc_create_data(t->name, 0644, dir, &smtplimit_proc_ops, t);
 	if (!t->pde) {
 		err = -ENOMEM;
 		goto destroy_ht;
@@ -739,6 +1144,7 @@ static void smtplimit_table_destroy(struct smtplimit_table *t)
 	rhashtable_free_and_destroy(&t->ht, smtplimit_entry_free,
 				    smtplimit_cache(t));
 	free_percpu(t->stats);
+	mutex_destroy(&t->write_mutex);
 	kfree(t);
 }
 
@@ -810,7 +1216,7 @@ static int smtplimit_mt_check(const struct xt_mtchk_param *par)
 	if (!priv)
 		return -ENOMEM;
 	smtplimit_bucket_init(&priv->bucket, &smtplimit_clock, info->rate,
-			      info->burst);
+			      info->burst, info->flags & XT_SMTPLIMIT_F_STRICT);
 	priv->rate = info->rate;
 	priv->max = info->htable_max;
 

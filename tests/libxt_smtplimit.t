@@ -45,3 +45,6 @@
 -m smtplimit --smtplimit-upto 2/h --smtplimit-name ..;;FAIL
 -m smtplimit --smtplimit-upto 2/h --smtplimit-name .;;FAIL
 -m smtplimit --smtplimit-upto 2/h --smtplimit-name a*b;;FAIL
+-m smtplimit --smtplimit 2/h --smtplimit-strict --smtplimit-name a;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-strict --smtplimit-name a;OK
+-m smtplimit --smtplimit-strict --smtplimit-above 2/h --smtplimit-burst 1 --smtplimit-srcmask 24 --smtplimit-name a;-m smtplimit --smtplimit-above 2/hour --smtplimit-burst 1 --smtplimit-strict --smtplimit-srcmask 24 --smtplimit-name a;OK
+-m smtplimit --smtplimit 2/h --smtplimit-strict 1 --smtplimit-name a;;FAIL

@@ -17,6 +17,7 @@ enum {
 	O_NAME,
 	O_SRCMASK,
 	O_HTABLE_MAX,
+	O_STRICT,
 	F_UPTO = 1 << O_UPTO,
 	F_ABOVE = 1 << O_ABOVE,
 };
@@ -38,6 +39,7 @@ static const struct xt_option_entry smtplimit_mt_opts[] = {
 	{.name = "smtplimit-htable-max", .id = O_HTABLE_MAX,
 	 .type = XTTYPE_UINT32, .min = 1, .max = XT_SMTPLIMIT_HTABLE_MAX_LIMIT,
 	 .flags = XTOPT_PUT, XTOPT_POINTER(s, htable_max)},
+	{.name = "smtplimit-strict", .id = O_STRICT, .type = XTTYPE_NONE},
 	XTOPT_TABLEEND,
 };
 #undef s
@@ -56,7 +58,10 @@ static void smtplimit_mt_help(void)
 "  --smtplimit-name NAME       table name, shared by rules naming it\n"
 "                              (required; /proc/net/ipt_smtplimit/NAME)\n"
 "  --smtplimit-srcmask LEN     group sources by prefix (default 32, IPv6 64)\n"
-"  --smtplimit-htable-max N    most sources tracked (default %u, up to %u)\n",
+"  --smtplimit-htable-max N    most sources tracked (default %u, up to %u)\n"
+"  --smtplimit-strict          denied attempts cost a token too: a source\n"
+"                              retrying faster than RATE never passes\n"
+"                              (use with -j REJECT --reject-with tcp-reset)\n",
 	       XT_SMTPLIMIT_BURST_DEFAULT, XT_SMTPLIMIT_BURST_MAX,
 	       XT_SMTPLIMIT_HTABLE_MAX_DEFAULT, XT_SMTPLIMIT_HTABLE_MAX_LIMIT);
 }
@@ -122,6 +127,9 @@ static void smtplimit_mt_parse(struct xt_option_call *cb, unsigned int width)
 				      cb->arg, XT_SMTPLIMIT_NAME_LEN - 1);
 		strcpy(info->name, cb->arg);
 		break;
+	case O_STRICT:
+		info->flags |= XT_SMTPLIMIT_F_STRICT;
+		break;
 	case O_SRCMASK:
 		if (cb->val.hlen > width)
 			xtables_error(PARAMETER_PROBLEM,
@@ -164,6 +172,8 @@ static void smtplimit_mt_print(const struct xt_smtplimit_mtinfo *info,
 	       info->flags & XT_SMTPLIMIT_F_ABOVE ? "above" : "up to");
 	smtplimit_print_rate(info->rate);
 	printf(" burst %u", info->burst);
+	if (info->flags & XT_SMTPLIMIT_F_STRICT)
+		printf(" strict");
 	if (info->srcmask != default_srcmask)
 		printf(" srcmask %u", info->srcmask);
 	if (info->htable_max != XT_SMTPLIMIT_HTABLE_MAX_DEFAULT)
@@ -192,6 +202,8 @@ static void smtplimit_mt_save(const struct xt_smtplimit_mtinfo *info,
 	       info->flags & XT_SMTPLIMIT_F_ABOVE ? "above" : "upto");
 	smtplimit_print_rate(info->rate);
 	printf(" --smtplimit-burst %u", info->burst);
+	if (info->flags & XT_SMTPLIMIT_F_STRICT)
+		printf(" --smtplimit-strict");
 	if (info->srcmask != default_srcmask)
 		printf(" --smtplimit-srcmask %u", info->srcmask);
 	if (info->htable_max != XT_SMTPLIMIT_HTABLE_MAX_DEFAULT)

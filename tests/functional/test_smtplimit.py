@@ -25,7 +25,8 @@ PARAM = "/sys/module/xt_smtplimit/parameters/netns_max_entries"
 
 
 def sh(cmd, check=True, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    kw.setdefault("text", True)
+    r = subprocess.run(cmd, capture_output=True, **kw)
     if check and r.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()}")
     return r
@@ -161,11 +162,21 @@ class Env:
         return f"/proc/net/{'ip6t' if v6 else 'ipt'}_smtplimit/{name}"
 
     def proc(self, name, v6=False):
-        return Proc(self.ns(self.srv, "cat", self.proc_path(name, v6)).stdout)
+        p = Proc(self.ns(self.srv, "cat", self.proc_path(name, v6)).stdout)
+        p.time = time.monotonic()
+        return p
 
     def proc_exists(self, name, v6=False):
         return self.ns(self.srv, "test", "-e", self.proc_path(name, v6),
                        check=False).returncode == 0
+
+    def write(self, name, data, v6=False, prefix=()):
+        """One write() to the table's proc file: "OK N" or "ERR ENAME"."""
+        if isinstance(data, str):
+            data = data.encode()
+        return self.ns(self.srv, *prefix, PY, f"{HERE}/procwrite.py",
+                       self.proc_path(name, v6), input=data, text=False
+                       ).stdout.decode().strip()
 
     def counters(self, chain="INPUT", v6=False):
         """Packet counts of the chain's rules, in order."""
@@ -445,6 +456,210 @@ def test_netns_deleted_with_rules(env):
     env.close()
     holder.kill()
     holder.wait()
+
+
+# Admin controls: writing the proc file, strict mode, statistics.
+
+def expect_same_state(a, b):
+    """What a rejected write must not change: the sources, their counts and
+    debts (full_s counts down between the reads a and b), the header's
+    counters."""
+    keys = ("passed", "denied", "evicted", "untracked", "created", "forgotten",
+            "banned", "flushes", "entries")
+    expect(a.rows.keys() == b.rows.keys(), f"sources {a.rows.keys()} -> {b.rows.keys()}")
+    for k in a.rows:
+        ra, rb = a.rows[k], b.rows[k]
+        expect((ra["passed"], ra["denied"]) == (rb["passed"], rb["denied"]) and
+               abs(ra["full_s"] - rb["full_s"] - (b.time - a.time)) <= 2,
+               f"{k}: {ra} -> {rb} in {b.time - a.time:.1f} s")
+    for k in keys:
+        expect(a.header[k] == b.header[k], f"{k}: {a.header[k]} -> {b.header[k]}")
+
+
+def wrote(env, name, data, v6=False):
+    """A write that must succeed and return its whole length."""
+    got = env.write(name, data, v6=v6)
+    expect(got == f"OK {len(data)}", f"write {data[:40]!r}: {got}")
+
+
+def test_write_forget(env):
+    """-ADDR forgets one source: it starts again with a full bucket."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
+    expect(env.connect("192.0.2.30", 3) == "PPR", "before")
+    expect(env.connect("192.0.2.31", 1) == "P", "other")
+    wrote(env, "smtp_limit", "-192.0.2.30\n")
+    p = env.proc("smtp_limit")
+    expect(set(p.rows) == {"192.0.2.31/32"}, p.rows)
+    expect(p.count("forgotten") == 1, p.header)
+    expect(env.connect("192.0.2.30", 3) == "PPR", "a full bucket again")
+
+
+def test_write_forget_prefix(env):
+    """-ADDR/LEN forgets a subnet; host bits are ignored; a LEN longer than
+    the srcmask means the one entry holding ADDR."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
+    for a in ("198.51.100.1", "198.51.100.2", "203.0.113.1"):
+        env.connect(a)
+    wrote(env, "smtp_limit", "-198.51.100.77/24")
+    expect(set(env.proc("smtp_limit").rows) == {"203.0.113.1/32"}, "prefix forget")
+    env.ipt("-F", "INPUT")
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-srcmask", "24", name="net24")
+    env.connect("198.51.100.9")
+    env.connect("203.0.113.9")
+    wrote(env, "net24", "-198.51.100.200/32\n")
+    expect(set(env.proc("net24").rows) == {"203.0.113.0/24"}, env.proc("net24").rows)
+
+
+def test_write_ipv6(env):
+    """IPv6: forget a /48 of /64 sources, ban one address's /64."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2", v6=True)
+    for a in ("2001:db8:1:1::5", "2001:db8:1:2::5", "2001:db8:2::5"):
+        env.connect(a)
+    wrote(env, "smtp_limit", "-2001:db8:1::/48", v6=True)
+    expect(set(env.proc("smtp_limit", v6=True).rows) == {"2001:db8:2::/64"}, "left")
+    wrote(env, "smtp_limit", "+2001:db8:3::77 600\n", v6=True)
+    row = env.proc("smtp_limit", v6=True).rows["2001:db8:3::/64"]
+    expect(598 <= row["next_s"] <= 600, row)
+    expect(env.connect("2001:db8:3::1") == "R", "banned /64")
+    expect(env.write("smtp_limit", "+192.0.2.1\n", v6=True) == "ERR EINVAL",
+           "an IPv4 address in an IPv6 table")
+
+
+def test_write_ban(env):
+    """+ADDR empties a bucket; +ADDR SECONDS bans for SECONDS."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
+    wrote(env, "smtp_limit", "+192.0.2.40\n+192.0.2.41 3600\n")
+    p = env.proc("smtp_limit")
+    a, b = p.rows["192.0.2.40/32"], p.rows["192.0.2.41/32"]
+    expect(a["tokens"] == 0 and 1798 <= a["next_s"] <= 1800 and
+           3598 <= a["full_s"] <= 3600, f"+ADDR row {a}")
+    expect(3598 <= b["next_s"] <= 3600 and 5398 <= b["full_s"] <= 5400,
+           f"+ADDR 3600 row {b}")
+    expect((p.count("banned"), p.count("created")) == (2, 2), p.header)
+    expect(env.connect("192.0.2.40") == "R" and env.connect("192.0.2.41") == "R",
+           "banned sources refused")
+    expect(env.connect("192.0.2.42") == "P", "others pass")
+    env.connect("192.0.2.43", 2)
+    wrote(env, "smtp_limit", "+192.0.2.43 60")
+    row = env.proc("smtp_limit").rows["192.0.2.43/32"]
+    expect(58 <= row["next_s"] <= 60 and row["passed"] == 2, row)
+
+
+def test_write_flush_and_several(env):
+    """Several commands in one write, in order; / flushes."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
+    for a in ("192.0.2.50", "192.0.2.51", "192.0.2.52"):
+        env.connect(a)
+    wrote(env, "smtp_limit", "-192.0.2.50\n\n  \n+192.0.2.53 60\n/\n+192.0.2.54")
+    p = env.proc("smtp_limit")
+    expect(set(p.rows) == {"192.0.2.54/32"}, p.rows)
+    expect((p.count("flushes"), p.count("forgotten")) == (1, 4), p.header)
+
+
+def test_write_errors_change_nothing(env):
+    """Every bad line fails the whole write with EINVAL and changes nothing."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
+    env.connect("192.0.2.60", 3)
+    env.write("smtp_limit", "+192.0.2.61 600")
+    before = env.proc("smtp_limit")
+    good = "+192.0.2.62\n-192.0.2.60\n"
+    bad = ["*192.0.2.1", "192.0.2.1", "+192.0.2", "+192.0.2.256", "+2001:db8::1",
+           "-192.0.2.1/33", "-192.0.2.1/", "-192.0.2.1/-1", "-192.0.2.1/+8",
+           "+192.0.2.1 0", "+192.0.2.1 31536001", "+192.0.2.1 ", "+192.0.2.1  60",
+           "+192.0.2.1 60s", "+192.0.2.1 +60", "-192.0.2.1 x", "+192.0.2.1\r",
+           "//", "/ ", "+ 192.0.2.1", "+192.0.2.1/32",
+           "-" + "0" * 60 + "192.0.2.1", "+192.0.2.1\x00"]
+    for line in bad:
+        got = env.write("smtp_limit", good + line + "\n")
+        expect(got == "ERR EINVAL", f"{line!r}: {got}")
+    expect(env.write("smtp_limit", "+192.0.2.62\n" * 11000) == "ERR EINVAL",
+           "a write over 128 KiB")
+    expect_same_state(before, env.proc("smtp_limit"))
+    fits = ("+192.0.2.70\n" * (131072 // 12)).encode()
+    expect(env.write("smtp_limit", fits) == f"OK {len(fits)}", "a write of 128 KiB")
+
+
+def test_write_needs_cap_net_admin(env):
+    """Writing takes CAP_NET_ADMIN; reading does not."""
+    limit_rules(env, "--smtplimit", "2/h")
+    mode = env.ns(env.srv, "stat", "-c", "%a %U", env.proc_path("smtp_limit")).stdout.split()
+    expect(mode == ["644", "root"], f"mode {mode}")
+    drop = ("setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin")
+    expect(env.write("smtp_limit", "+192.0.2.80", prefix=drop) == "ERR EPERM",
+           "write without CAP_NET_ADMIN")
+    expect(env.proc("smtp_limit").rows == {}, "nothing written")
+    r = env.ns(env.srv, *drop, "cat", env.proc_path("smtp_limit"))
+    expect(r.stdout.startswith("# smtp_limit:"), "read without CAP_NET_ADMIN")
+
+
+def test_strict(env):
+    """Strict with REJECT: a client retrying faster than the rate never gets
+    through; one retrying slower gets the rate. Not strict, the fast one
+    gets the rate."""
+    limit_rules(env, "--smtplimit", "2/s", "--smtplimit-burst", "1", "--smtplimit-strict")
+    expect("--smtplimit-strict" in env.save(), "saved")
+    for a in ("192.0.2.90", "192.0.2.91", "192.0.2.92"):
+        env.client_addr(a)
+    fast = env.ns(env.cli, PY, f"{HERE}/connect.py", "--src", "192.0.2.90", "--dst", SRV4,
+                  "--count", "15", "--interval", "0.2").stdout.split()[0]
+    expect(fast.count("P") == 1, f"strict, every 0.2 s: {fast}")
+    expect(env.proc("smtp_limit").header["strict"] == "yes", "header")
+    slow = env.ns(env.cli, PY, f"{HERE}/connect.py", "--src", "192.0.2.91", "--dst", SRV4,
+                  "--count", "6", "--interval", "0.7").stdout.split()[0]
+    expect(slow == "PPPPPP", f"strict, every 0.7 s: {slow}")
+    env.ipt("-F", "INPUT")
+    limit_rules(env, "--smtplimit", "1/min", "--smtplimit-burst", "1", "--smtplimit-strict",
+                name="slow")
+    expect(env.connect("192.0.2.93", 4) == "PRRR", "strict 1/min")
+    row = env.proc("slow").rows["192.0.2.93/32"]
+    expect(row["tokens"] == -1 and 118 <= row["next_s"] <= 120 and row["full_s"] == row["next_s"],
+           f"tokens floor at -burst: {row}")
+    env.ipt("-F", "INPUT")
+    limit_rules(env, "--smtplimit", "2/s", "--smtplimit-burst", "1", name="lax")
+    fast = env.ns(env.cli, PY, f"{HERE}/connect.py", "--src", "192.0.2.92", "--dst", SRV4,
+                  "--count", "15", "--interval", "0.2").stdout.split()[0]
+    expect(5 <= fast.count("P") <= 8, f"not strict, every 0.2 s: {fast}")
+
+
+def test_ban_survives_flood(env):
+    """A banned source is never evicted; a sample of banned sources only
+    leaves a new source untracked, and it passes."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "1",
+                "--smtplimit-htable-max", "8")
+    banned_at = time.monotonic()
+    wrote(env, "smtp_limit", "+192.0.2.99 600")
+    got = "".join(env.connect(f"203.0.113.{i}") for i in range(1, 41))
+    expect(got == "P" * 40, f"flood sources: {got}")
+    p = env.proc("smtp_limit")
+    expect("192.0.2.99/32" in p.rows and
+           p.rows["192.0.2.99/32"]["next_s"] >= 600 - (p.time - banned_at) - 2, p.rows)
+    expect(p.entries() == (8, 8) and p.count("evicted") == 33, p.header)
+    expect(env.connect("192.0.2.99") == "R", "still banned")
+    env.ipt("-F", "INPUT")
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "1",
+                "--smtplimit-htable-max", "2", name="tiny")
+    wrote(env, "tiny", "+192.0.2.97 600\n+192.0.2.98 600\n")
+    got = "".join(env.connect(f"203.0.113.{i}") for i in range(50, 53))
+    p = env.proc("tiny")
+    expect(got == "PPP" and p.count("untracked") == 3 and p.entries() == (2, 2),
+           f"{got} {p.header}")
+    expect(env.write("tiny", "+192.0.2.96 600") == "ERR ENOSPC", "no place for a ban")
+
+
+def test_statistics(env):
+    """The header's counters after a known sequence."""
+    limit_rules(env, "--smtplimit", "10/s", "--smtplimit-burst", "1")
+    for i in range(3):
+        env.connect(f"192.0.2.{110 + i}")
+    time.sleep(5)  # full again, and two GC periods
+    for cmd in ("+192.0.2.120 60", "-192.0.2.120", "+192.0.2.121 60\n+192.0.2.122 60", "/"):
+        wrote(env, "smtp_limit", cmd)
+    h = env.proc("smtp_limit").header
+    got = {k: int(h[k]) for k in ("passed", "denied", "created", "gc_freed",
+                                  "forgotten", "banned", "flushes", "evicted")}
+    want = dict(passed=3, denied=0, created=6, gc_freed=3, forgotten=3, banned=3,
+                flushes=1, evicted=0)
+    expect(got == want, f"{got}, want {want}")
 
 
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]

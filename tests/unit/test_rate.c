@@ -50,7 +50,16 @@ static struct smtplimit_bucket rule_for(const struct smtplimit_clock *c,
 {
 	struct smtplimit_bucket b;
 
-	smtplimit_bucket_init(&b, c, rate, burst);
+	smtplimit_bucket_init(&b, c, rate, burst, false);
+	return b;
+}
+
+static struct smtplimit_bucket strict_for(const struct smtplimit_clock *c,
+					  u32 rate, u32 burst)
+{
+	struct smtplimit_bucket b;
+
+	smtplimit_bucket_init(&b, c, rate, burst, true);
 	return b;
 }
 
@@ -345,6 +354,85 @@ static void test_reload(void)
 	      "back under burst 2: none pass");
 }
 
+/* Attempts every @every units from @now for @n attempts; returns passes. */
+static unsigned int paced(u64 *tat, u64 *now, const struct smtplimit_bucket *b,
+			  u64 every, unsigned int n)
+{
+	unsigned int ok = 0;
+
+	while (n--) {
+		ok += smtplimit_attempt(tat, *now, b);
+		*now += every;
+	}
+	return ok;
+}
+
+static void test_strict(void)
+{
+	struct smtplimit_clock c = clock_for(250);
+	struct smtplimit_bucket b = strict_for(&c, 48, 2);	/* 2/hour */
+	u64 t = b.interval, now = 50 * c.units_per_sec, tat = now;
+	struct smtplimit_view v;
+	unsigned int ok;
+
+	CHECK(attempts(&tat, now, &b, 2) == 2, "strict: burst 2 passes");
+	CHECK(attempts(&tat, now, &b, 1) == 0 && tat - now == 3 * t,
+	      "strict: a denied attempt costs T");
+	CHECK(attempts(&tat, now, &b, 10) == 0 && tat - now == 4 * t,
+	      "strict: debt floors at 2 * burst * T");
+	smtplimit_view(tat, now, &b, &c, &v);
+	CHECK(v.tokens_milli == -2000 && v.next_s == 5400 && v.full_s == 7200,
+	      "strict: tokens -2.000 next_s 5400 full_s 7200 (got %lld %llu %llu)",
+	      v.tokens_milli, v.next_s, v.full_s);
+	ok = paced(&tat, &now, &b, t / 2, 1000);
+	CHECK(ok == 0, "strict: retrying every T/2 never passes (%u passed)", ok);
+	ok = paced(&tat, &now, &b, t * 3 / 2, 20);
+	CHECK(ok >= 14, "strict: retrying every 1.5 T recovers (%u of 20 passed)",
+	      ok);
+	ok = paced(&tat, &now, &b, t * 3 / 2, 1000);
+	CHECK(ok == 1000, "strict: then every attempt at 1.5 T passes (%u)", ok);
+
+	b = rule_for(&c, 48, 2);
+	tat = now;
+	attempts(&tat, now, &b, 10);
+	CHECK(tat - now == 2 * t, "not strict: denied attempts cost nothing");
+}
+
+static void test_ban(void)
+{
+	struct smtplimit_clock c = clock_for(250);
+	struct smtplimit_bucket b = rule_for(&c, 48, 2);	/* 2/hour */
+	u64 now = 70 * c.units_per_sec;
+	u64 tat = smtplimit_ban(now, &b, &c, 0);
+	struct smtplimit_view v;
+
+	smtplimit_view(tat, now, &b, &c, &v);
+	CHECK(v.tokens_milli == 0 && v.next_s == 1800 && v.full_s == 3600,
+	      "+ADDR: tokens 0, next_s T, full_s burst * T (got %lld %llu %llu)",
+	      v.tokens_milli, v.next_s, v.full_s);
+	CHECK(!smtplimit_may_pass(tat, now, &b) &&
+	      smtplimit_may_pass(tat, now + 1800 * c.units_per_sec, &b),
+	      "+ADDR: may pass again after T");
+	CHECK(attempts(&tat, now + 1799 * c.units_per_sec, &b, 1) == 0 &&
+	      attempts(&tat, now + 1800 * c.units_per_sec, &b, 2) == 1,
+	      "+ADDR: one passes after T, not before");
+
+	tat = smtplimit_ban(now, &b, &c, 3600);
+	smtplimit_view(tat, now, &b, &c, &v);
+	CHECK(v.next_s == 3600 && v.full_s == 5400,
+	      "+ADDR 3600: next_s 3600, full_s 3600 + tolerance (got %llu %llu)",
+	      v.next_s, v.full_s);
+	CHECK(!smtplimit_may_pass(tat, now + 3599 * c.units_per_sec, &b) &&
+	      smtplimit_may_pass(tat, now + 3600 * c.units_per_sec, &b),
+	      "+ADDR 3600 holds for 3600 s");
+	CHECK(attempts(&tat, now + 3599 * c.units_per_sec, &b, 1) == 0 &&
+	      attempts(&tat, now + 3600 * c.units_per_sec, &b, 2) == 1,
+	      "+ADDR 3600: one passes after 3600 s, then the rate");
+	tat = smtplimit_ban(now, &b, &c, XT_SMTPLIMIT_BAN_MAX);
+	smtplimit_view(tat, now, &b, &c, &v);
+	CHECK(v.next_s == XT_SMTPLIMIT_BAN_MAX, "a ban of a year");
+}
+
 static void test_interval_precision(void)
 {
 	unsigned int i, n, worst_n = 0;
@@ -421,6 +509,8 @@ int main(void)
 	test_idle();
 	test_wrap();
 	test_reload();
+	test_strict();
+	test_ban();
 	test_interval_precision();
 	test_names();
 	printf("unit: %u passed, %u failed\n", passed, failed);

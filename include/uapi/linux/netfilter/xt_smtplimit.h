@@ -28,9 +28,18 @@
 
 enum {
 	XT_SMTPLIMIT_F_ABOVE	= 1 << 0,	/* match when over the limit */
+	XT_SMTPLIMIT_F_STRICT	= 1 << 1,	/* a denied attempt costs too */
 };
 
-#define XT_SMTPLIMIT_F_ALL	(XT_SMTPLIMIT_F_ABOVE)
+#define XT_SMTPLIMIT_F_ALL	(XT_SMTPLIMIT_F_ABOVE | XT_SMTPLIMIT_F_STRICT)
+
+/*
+ * Writing /proc/net/ip{,6}t_smtplimit/NAME: one write() holds whole lines of
+ * "-ADDR[/LEN]" (forget), "+ADDR[ SECONDS]" (ban) or "/" (flush).
+ */
+#define XT_SMTPLIMIT_WRITE_MAX		(128 * 1024)	/* bytes per write() */
+#define XT_SMTPLIMIT_LINE_MAX		64	/* bytes per line, without '\n' */
+#define XT_SMTPLIMIT_BAN_MAX		31536000U	/* seconds: a year */
 
 struct xt_smtplimit_priv;
 
