@@ -662,6 +662,41 @@ def test_statistics(env):
     expect(got == want, f"{got}, want {want}")
 
 
+def fail2ban_command(action, ip, bantime, v6=False):
+    """The shell commands fail2ban runs for scripts/fail2ban/action.d/
+    smtplimit.conf, with its tags filled in as fail2ban does."""
+    import configparser
+    cp = configparser.RawConfigParser()
+    cp.read(os.path.join(HERE, "../../scripts/fail2ban/action.d/smtplimit.conf"))
+    init = dict(cp["Init"])
+    if v6:
+        init.update(cp["Init?family=inet6"])
+    tags = {"ip": ip, "bantime": str(bantime), **init}
+    cmd = cp["Definition"][action]
+    for _ in range(3):  # tags within tags
+        cmd = re.sub(r"<(\w+)>", lambda m: tags.get(m.group(1), m.group(0)), cmd)
+    return cmd.replace("%%", "%")
+
+
+def test_fail2ban_action(env):
+    """The fail2ban action bans for bantime (a year for -1) and unbans."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2", v6=True)
+    env.ns(env.srv, "sh", "-c", fail2ban_command("actioncheck", "", 0))
+    env.ns(env.srv, "sh", "-c", fail2ban_command("actionban", "192.0.2.130", 600))
+    env.ns(env.srv, "sh", "-c", fail2ban_command("actionban", "192.0.2.131", -1))
+    env.ns(env.srv, "sh", "-c", fail2ban_command("actionban", "2001:db8:9::1", 60, v6=True))
+    rows = env.proc("smtp_limit").rows
+    expect(595 <= rows["192.0.2.130/32"]["next_s"] <= 600, rows)
+    expect(31535990 <= rows["192.0.2.131/32"]["next_s"] <= 31536000, rows)
+    expect(env.connect("192.0.2.130") == "R", "banned")
+    expect(55 <= env.proc("smtp_limit", v6=True).rows["2001:db8:9::/64"]["next_s"] <= 60,
+           "IPv6 ban")
+    env.ns(env.srv, "sh", "-c", fail2ban_command("actionunban", "192.0.2.130", 600))
+    expect("192.0.2.130/32" not in env.proc("smtp_limit").rows, "unbanned")
+    expect(env.connect("192.0.2.130", 2) == "PP", "a full bucket after unban")
+
+
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 # The seed scenario first: it is the one to read when everything fails.
 TESTS.sort(key=lambda t: t is not test_seed_scenario)
