@@ -27,7 +27,7 @@ PLUGIN := userspace/libxt_smtplimit.so
 MANPAGE := userspace/xt_smtplimit.8
 UNIT := tests/unit/test_rate
 
-.PHONY: all module plugin unit check demo install uninstall clean deps
+.PHONY: all module plugin unit check demo install uninstall clean deps lint
 
 all: module plugin
 
@@ -58,6 +58,9 @@ $(UNIT): tests/unit/test_rate.c $(SHARED_SRC) $(SHARED_HDR)
 
 unit: $(UNIT)
 	$(UNIT)
+
+lint:
+	@KDIR=$(KDIR) scripts/lint
 
 check:
 	@scripts/install-deps --quiet

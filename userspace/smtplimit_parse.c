@@ -19,7 +19,6 @@ int smtplimit_parse_rate(const char *text, uint32_t *rate)
 	const struct smtplimit_unit *unit = &smtplimit_units[0];
 	const char *p = text;
 	uint64_t count = 0;
-	unsigned int i;
 
 	if (*p < '0' || *p > '9')
 		return -EINVAL;
@@ -30,6 +29,7 @@ int smtplimit_parse_rate(const char *text, uint32_t *rate)
 	}
 	if (*p == '/') {
 		size_t len = strlen(++p);
+		unsigned int i;
 
 		unit = NULL;
 		for (i = 0; len > 0 && i < SMTPLIMIT_NUNITS; i++)
