@@ -27,7 +27,14 @@ PLUGIN := userspace/libxt_smtplimit.so
 MANPAGE := userspace/xt_smtplimit.8
 UNIT := tests/unit/test_rate
 
-.PHONY: all module plugin unit check demo install uninstall clean deps lint
+VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
+DKMS_SRC := /usr/src/xt_smtplimit-$(VERSION)
+# What DKMS builds the module from, and nothing else.
+DKMS_FILES := dkms.conf Kbuild LICENSE kernel/xt_smtplimit.c kernel/smtplimit_rate.c \
+	      kernel/smtplimit_rate.h include/uapi/linux/netfilter/xt_smtplimit.h
+
+.PHONY: all module plugin unit check demo install uninstall clean deps lint \
+	dkms-install dkms-uninstall
 
 all: module plugin
 
@@ -76,6 +83,18 @@ install: all
 	depmod -a $(KVER)
 	install -D -m 0644 $(PLUGIN) $(DESTDIR)$(XTLIBDIR)/libxt_smtplimit.so
 	install -D -m 0644 $(MANPAGE) $(DESTDIR)/usr/share/man/man8/xt_smtplimit.8
+
+dkms-install:
+	rm -rf $(DKMS_SRC)
+	install -d $(DKMS_SRC)
+	cp --parents $(DKMS_FILES) $(DKMS_SRC)
+	dkms add xt_smtplimit/$(VERSION)
+	dkms install xt_smtplimit/$(VERSION) -k $(KVER)
+
+# dkms remove keeps /usr/src/xt_smtplimit-VERSION: remove it too.
+dkms-uninstall:
+	-dkms remove xt_smtplimit/$(VERSION) --all
+	rm -rf $(DKMS_SRC)
 
 uninstall:
 	rm -f /lib/modules/$(KVER)/updates/xt_smtplimit.ko

@@ -41,6 +41,7 @@
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("xt_smtplimit developers");
 MODULE_DESCRIPTION("Xtables: per-source limit of new connections, with readable state");
+MODULE_VERSION(XT_SMTPLIMIT_VERSION);
 MODULE_ALIAS("ipt_smtplimit");
 MODULE_ALIAS("ip6t_smtplimit");
 

@@ -9,12 +9,15 @@ export XTABLES_LIBDIR
 # The netfilter modules the tests use, then the module built on the host
 # ($XT_MODULE, for a build against another kernel). A kernel without a module
 # tree (the debug kernel) has them built in; a missing one fails the tests.
-smtplimit_load() {
+netfilter_load() {
 	local m
 	for m in x_tables ip_tables ip6_tables nf_tables nft_compat \
 		nf_conntrack xt_state xt_tcpudp ipt_REJECT ip6t_REJECT \
 		iptable_filter ip6table_filter; do
 		[[ ! -d /lib/modules/$(uname -r) ]] || modprobe "$m" || [[ -d /sys/module/$m ]] || return 1
 	done
-	insmod "${XT_MODULE:-$REPO/xt_smtplimit.ko}"
+}
+
+smtplimit_load() {
+	netfilter_load && insmod "${XT_MODULE:-$REPO/xt_smtplimit.ko}"
 }
