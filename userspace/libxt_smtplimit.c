@@ -2,6 +2,7 @@
 /*
  * iptables extension for xt_smtplimit: per-source limit of new connections.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -223,6 +224,55 @@ static void smtplimit_mt6_save(const void *ip __attribute__((unused)),
 	smtplimit_mt_save((const void *)m->data, XT_SMTPLIMIT_SRCMASK_IPV6);
 }
 
+/*
+ * The nearest nftables rule: a meter keyed by the masked source with a limit,
+ * its entries timing out when a drained bucket would be full again. Token
+ * state, strict mode and bans do not carry over; forget and flush become
+ * "nft delete element" and "nft flush set" (see the man page).
+ */
+static int smtplimit_mt_xlate(struct xt_xlate *xl,
+			      const struct xt_smtplimit_mtinfo *info,
+			      unsigned int width)
+{
+	uint64_t refill = ((uint64_t)info->burst * XT_SMTPLIMIT_SECONDS_PER_DAY +
+			   info->rate - 1) / info->rate;
+	char mask[INET6_ADDRSTRLEN];
+	uint32_t count, words[4] = {};
+	const char *unit = smtplimit_rate_split(info->rate, &count);
+	unsigned int i;
+
+	xt_xlate_add(xl, "meter %s { %s saddr", info->name,
+		     width == 32 ? "ip" : "ip6");
+	if (info->srcmask != width) {
+		for (i = 0; i < info->srcmask; i++)
+			words[i / 32] |= 1U << (31 - i % 32);
+		for (i = 0; i < 4; i++)
+			words[i] = htonl(words[i]);
+		inet_ntop(width == 32 ? AF_INET : AF_INET6, words, mask,
+			  sizeof(mask));
+		xt_xlate_add(xl, " and %s", mask);
+	}
+	xt_xlate_add(xl, " timeout %llus limit rate %s%u/%s burst %u packets }",
+		     (unsigned long long)refill,
+		     info->flags & XT_SMTPLIMIT_F_ABOVE ? "over " : "",
+		     count, unit, info->burst);
+	if (info->flags & XT_SMTPLIMIT_F_STRICT)
+		xt_xlate_add_comment(xl, "\"smtplimit-strict not translated\"");
+	return 1;
+}
+
+static int smtplimit_mt4_xlate(struct xt_xlate *xl,
+			       const struct xt_xlate_mt_params *params)
+{
+	return smtplimit_mt_xlate(xl, (const void *)params->match->data, 32);
+}
+
+static int smtplimit_mt6_xlate(struct xt_xlate *xl,
+			       const struct xt_xlate_mt_params *params)
+{
+	return smtplimit_mt_xlate(xl, (const void *)params->match->data, 128);
+}
+
 static struct xtables_match smtplimit_mt_reg[] = {
 	{
 		.version	= XTABLES_VERSION,
@@ -238,6 +288,7 @@ static struct xtables_match smtplimit_mt_reg[] = {
 		.x6_options	= smtplimit_mt_opts,
 		.print		= smtplimit_mt4_print,
 		.save		= smtplimit_mt4_save,
+		.xlate		= smtplimit_mt4_xlate,
 	},
 	{
 		.version	= XTABLES_VERSION,
@@ -253,6 +304,7 @@ static struct xtables_match smtplimit_mt_reg[] = {
 		.x6_options	= smtplimit_mt_opts,
 		.print		= smtplimit_mt6_print,
 		.save		= smtplimit_mt6_save,
+		.xlate		= smtplimit_mt6_xlate,
 	},
 };
 
