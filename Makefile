@@ -31,7 +31,8 @@ VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
 DKMS_SRC := /usr/src/xt_smtplimit-$(VERSION)
 # What DKMS builds the module from, and nothing else.
 DKMS_FILES := dkms.conf Kbuild LICENSE kernel/xt_smtplimit.c kernel/smtplimit_rate.c \
-	      kernel/smtplimit_rate.h include/uapi/linux/netfilter/xt_smtplimit.h
+	      kernel/smtplimit_rate.h kernel/compat.h \
+	      include/uapi/linux/netfilter/xt_smtplimit.h
 
 .PHONY: all module plugin unit check demo install uninstall clean deps lint \
 	dkms-install dkms-uninstall

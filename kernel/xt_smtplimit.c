@@ -36,6 +36,7 @@
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
 
+#include "compat.h"
 #include "smtplimit_rate.h"
 
 MODULE_LICENSE("GPL");

@@ -236,14 +236,16 @@ static int smtplimit_mt_xlate(struct xt_xlate *xl,
 {
 	uint64_t refill = ((uint64_t)info->burst * XT_SMTPLIMIT_SECONDS_PER_DAY +
 			   info->rate - 1) / info->rate;
-	char mask[INET6_ADDRSTRLEN];
-	uint32_t count, words[4] = {};
+	uint32_t count;
 	const char *unit = smtplimit_rate_split(info->rate, &count);
-	unsigned int i;
 
 	xt_xlate_add(xl, "meter %s { %s saddr", info->name,
 		     width == 32 ? "ip" : "ip6");
 	if (info->srcmask != width) {
+		char mask[INET6_ADDRSTRLEN];
+		uint32_t words[4] = {};
+		unsigned int i;
+
 		for (i = 0; i < info->srcmask; i++)
 			words[i / 32] |= 1U << (31 - i % 32);
 		for (i = 0; i < 4; i++)
