@@ -65,13 +65,24 @@ union smtplimit_addr {
 };
 
 /* One tracked source. */
+/*
+ * One tracked source. Once dead, its state is never read again under its
+ * lock, so the rcu_head that frees it can share the state's memory: readers
+ * that still hold the entry take the lock and find it dead, and lockless
+ * reads of tat (eviction sampling, the proc walk) are hints rechecked under
+ * the lock.
+ */
 struct smtplimit_entry {
 	struct rhash_head node;		/* in smtplimit_table.ht */
-	u64 tat;			/* theoretical arrival time, clock units */
-	struct rcu_head rcu;		/* deferred free once unhashed */
+	union {
+		struct {
+			u64 tat;	/* theoretical arrival time, clock units */
+			u32 passed;	/* attempts that conformed */
+			u32 denied;	/* attempts that did not */
+		};
+		struct rcu_head rcu;	/* once dead: the deferred free */
+	};
 	spinlock_t lock;		/* tat, passed, denied, dead, banned */
-	u32 passed;			/* attempts that conformed */
-	u32 denied;			/* attempts that did not */
 	bool dead;			/* being unhashed: charge nothing more */
 	bool banned;			/* by "+ADDR SECONDS": not evicted
 					 * until it may pass again
@@ -668,6 +679,10 @@ static int smtplimit_seq_show(struct seq_file *m, void *v)
 		return 0;
 	}
 	spin_lock_bh(&e->lock);
+	if (e->dead) {
+		spin_unlock_bh(&e->lock);
+		return SEQ_SKIP;
+	}
 	tat = e->tat;
 	passed = e->passed;
 	denied = e->denied;
