@@ -353,11 +353,12 @@ def test_table_follows_last_rule(env):
 
 
 def test_fast_rate(env):
-    """20/second measured over a few seconds of back-to-back attempts."""
-    limit_rules(env, "--smtplimit", "20/s", "--smtplimit-burst", "3")
-    letters, elapsed = env.connect_for("192.0.2.70", 3)
+    """20/second measured over a few seconds of back-to-back attempts. The
+    burst's tolerance (9 T = 450 ms) absorbs the client's scheduling gaps."""
+    limit_rules(env, "--smtplimit", "20/s", "--smtplimit-burst", "10")
+    letters, elapsed = env.connect_for("192.0.2.70", 4)
     passed = letters.count("P")
-    want = 3 + 20 * elapsed
+    want = 10 + 20 * elapsed
     print(f"#   {len(letters)} attempts in {elapsed:.2f} s, {passed} passed, "
           f"want {want:.1f}")
     expect(len(letters) > 2 * want, f"too few attempts ({len(letters)}) to measure")
