@@ -106,3 +106,20 @@ uninstall:
 clean:
 	-$(MAKE) -C $(KDIR) M=$(CURDIR) clean 2>/dev/null
 	rm -f $(PLUGIN) $(MANPAGE) $(UNIT)
+
+# Debian packages xt-smtplimit-dkms and iptables-smtplimit (debian/), built in
+# a copy of the tree under $(DEB_DIR), where the .debs and .changes stay;
+# the changelog is written there with $(VERSION). deb-test: tests/deb-test.
+DEB_DIR := build/deb
+.PHONY: deb deb-test dkms-src
+
+deb:
+	@scripts/build-deb $(VERSION) $(DEB_DIR)
+
+deb-test:
+	@tests/deb-test
+
+# The DKMS source tree, $(DKMS_FILES) alone, under $(DESTDIR) (debian/rules).
+dkms-src:
+	install -d $(DESTDIR)$(DKMS_SRC)
+	cp --parents $(DKMS_FILES) $(DESTDIR)$(DKMS_SRC)
