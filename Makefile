@@ -35,7 +35,7 @@ DKMS_FILES := dkms.conf Kbuild LICENSE kernel/xt_smtplimit.c kernel/smtplimit_ra
 	      include/uapi/linux/netfilter/xt_smtplimit.h
 
 .PHONY: all module plugin unit check demo install uninstall clean deps lint \
-	dkms-install dkms-uninstall
+	dkms-install dkms-uninstall bench
 
 all: module plugin
 
@@ -70,6 +70,12 @@ unit: $(UNIT)
 lint:
 	@KDIR=$(KDIR) scripts/lint
 
+# xt_smtplimit against xt_hashlimit in one guest boot; QUICK=1: one short
+# round of every scenario, to keep the bench working (figures not judged).
+bench:
+	@scripts/install-deps --quiet
+	@QUICK=$(QUICK) tests/bench/run
+
 check:
 	@scripts/install-deps --quiet
 	@tests/run-all
@@ -77,7 +83,7 @@ check:
 demo:
 	@scripts/install-deps --quiet
 	@$(MAKE) --no-print-directory all
-	@tests/vm/run -- tests/demo
+	@tests/demo-host
 
 install: all
 	$(MAKE) -C $(KDIR) M=$(CURDIR) INSTALL_MOD_DIR=updates modules_install
