@@ -578,9 +578,14 @@ static void smtplimit_seq_snapshot(struct smtplimit_seq *s)
 
 	smtplimit_seq_rewind(s);
 	rhashtable_walk_start(&s->iter);
-	for (e = smtplimit_seq_live(s, rhashtable_walk_next(&s->iter)); e;
-	     e = smtplimit_seq_live(s, rhashtable_walk_next(&s->iter))) {
-		if (++s->live % SMTPLIMIT_WALK_BATCH == 0) {
+	while ((e = rhashtable_walk_next(&s->iter))) {
+		if (IS_ERR(e)) {	/* resized: the walk starts over */
+			s->live = 0;
+			continue;
+		}
+		if (!READ_ONCE(e->dead) &&
+		    !smtplimit_is_full(READ_ONCE(e->tat), s->now) &&
+		    ++s->live % SMTPLIMIT_WALK_BATCH == 0) {
 			rhashtable_walk_stop(&s->iter);
 			cond_resched();
 			rhashtable_walk_start(&s->iter);
@@ -588,6 +593,11 @@ static void smtplimit_seq_snapshot(struct smtplimit_seq *s)
 	}
 	rhashtable_walk_stop(&s->iter);
 	smtplimit_seq_rewind(s);
+	/*
+	 * Entries replaced while the walk went on can be met on both sides of
+	 * it; the table never holds more than its count of places.
+	 */
+	s->live = min_t(u32, s->live, atomic_read(&t->count));
 }
 
 static void *smtplimit_seq_start(struct seq_file *m, loff_t *pos)
