@@ -35,7 +35,7 @@ DKMS_FILES := dkms.conf Kbuild LICENSE kernel/xt_smtplimit.c kernel/smtplimit_ra
 	      include/uapi/linux/netfilter/xt_smtplimit.h
 
 .PHONY: all module plugin unit check demo install uninstall clean deps lint \
-	dkms-install dkms-uninstall bench
+	dkms-install dkms-uninstall bench fuzz flood
 
 all: module plugin
 
@@ -69,6 +69,17 @@ unit: $(UNIT)
 
 lint:
 	@KDIR=$(KDIR) scripts/lint
+
+# Fuzzers (iptables options, raw IPT_SO_SET_REPLACE and nft_compat match
+# data, proc writes) and the 1,000,000-source flood, each in a guest.
+# FUZZ_CASES: cases per fuzzer (10000 for the long run).
+FUZZ_CASES ?= 300
+fuzz: all
+	$(MAKE) -C tests/fuzz
+	XT_FUZZ_CASES=$(FUZZ_CASES) tests/vm/run --timeout 14400 -- tests/fuzz/guest-fuzz
+
+flood: all
+	tests/vm/run --smp 2 --mem 2048 -- tests/flood/guest-flood
 
 # xt_smtplimit against xt_hashlimit in one guest boot; QUICK=1: one short
 # round of every scenario, to keep the bench working (figures not judged).

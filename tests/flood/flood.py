@@ -1,0 +1,289 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0
+"""A flood of 1,000,000 distinct IPv4 sources against an smtplimit table
+with the default htable-max of 65536, inside the test guest.
+
+pktgen in the client namespace sends one UDP packet from each address of
+240.0.0.0/12 in turn (src_min..src_max, sequential) to the server. The
+server's table "flood" is shared by two rules: UDP at 6/minute burst 1 (a
+flood source's bucket is full again 10 s after its packet, so GC empties the
+table seconds after the flood) and TCP SYNs at 2/hour burst 2 (the
+legitimate clients, from 192.0.2.0/24):
+
+    -A INPUT -p udp -m smtplimit --smtplimit-name flood --smtplimit 6/min --smtplimit-burst 1 -j DROP
+    -A INPUT -p tcp --syn -m smtplimit --smtplimit-name flood --smtplimit 2/h --smtplimit-burst 2 -j ACCEPT
+    -A INPUT -p tcp --syn -j REJECT --reject-with tcp-reset
+    -A INPUT -p udp -j DROP
+
+Checked: the table never holds more than its maximum (the proc header,
+sampled during the flood); a source tracked before the flood keeps its exact
+state, or comes back with a full bucket if it was evicted; a new source
+arriving during the flood gets its burst; the rules' packet counters add up
+to what pktgen sent; after the flood GC empties the table and memory
+(Slab + VmallocUsed + Percpu) returns to within 5% of its level before.
+
+    flood.py [--count N] [--ratep PPS] [--backend legacy|nft]
+
+Prints the figures, then "flood: N passed, N failed".
+"""
+import argparse
+import ctypes
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "functional"))
+from test_smtplimit import Env, Proc, sh  # noqa: E402
+
+CLONE_NEWNET = 0x40000000
+PROC = "/proc/thread-self/net/ipt_smtplimit/flood"
+OLD, NEW = "192.0.2.10", "192.0.2.11"
+
+
+def meminfo():
+    """Slab + VmallocUsed + Percpu, in kB, after dropping clean caches."""
+    sh(["sync"])
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+    m = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            k, v = line.split(":")
+            m[k] = int(v.split()[0])
+    return m["Slab"] + m["VmallocUsed"] + m["Percpu"], m
+
+
+def vmallocinfo():
+    """Bytes of vmalloc by caller."""
+    out = {}
+    with open("/proc/vmallocinfo") as f:
+        for line in f:
+            w = line.split()
+            caller = w[2] if len(w) > 2 and not w[2].startswith(("pages=", "phys=")) else "?"
+            out[caller] = out.get(caller, 0) + int(w[1])
+    return out
+
+
+def jiffies():
+    """The kernel's jiffies (the module's clock) and CLOCK_MONOTONIC."""
+    with open("/proc/timer_list") as f:
+        for line in f:
+            if line.startswith("jiffies:"):
+                return int(line.split()[1]), time.monotonic()
+    return 0, time.monotonic()
+
+
+def header():
+    """The proc file's first line only, as a dict (cheap during the flood)."""
+    with open(PROC) as f:
+        line = f.readline()
+    words = line.split(":", 1)[1].split()
+    return dict(zip(words[::2], words[1::2]))
+
+
+def entries(h):
+    n, m = h["entries"].split("/")
+    return int(n), int(m)
+
+
+def read_proc():
+    """The figures are those of the moment the read starts: a read of tens
+    of thousands of lines takes seconds here."""
+    t = time.monotonic()
+    with open(PROC) as f:
+        p = Proc(f.read())
+    p.time = t
+    return p
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=1000000)
+    ap.add_argument("--ratep", type=int, default=20000)
+    ap.add_argument("--backend", default="legacy", choices=("legacy", "nft"))
+    a = ap.parse_args()
+    results = []
+
+    def check(name, ok, detail=""):
+        results.append(ok)
+        print(f"{'ok' if ok else 'not ok'} {len(results)} - {name}"
+              + (f": {detail}" if detail else ""), flush=True)
+
+    env = Env(a.backend)
+    try:
+        ipt = env.ipt
+        ipt("-A", "INPUT", "-p", "udp", "-m", "smtplimit", "--smtplimit-name", "flood",
+            "--smtplimit", "6/min", "--smtplimit-burst", "1", "-j", "DROP")
+        ipt("-A", "INPUT", "-p", "tcp", "--syn", "-m", "smtplimit", "--smtplimit-name",
+            "flood", "--smtplimit", "2/h", "--smtplimit-burst", "2", "-j", "ACCEPT")
+        ipt("-A", "INPUT", "-p", "tcp", "--syn", "-j", "REJECT", "--reject-with", "tcp-reset")
+        ipt("-A", "INPUT", "-p", "udp", "-j", "DROP")
+        mac = env.ns(env.srv, "cat", "/sys/class/net/veth0/address").stdout.strip()
+
+        # Enter the server's namespace for the proc file (threads follow).
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/run/netns/{env.srv}", os.O_RDONLY)
+        if libc.setns(fd, CLONE_NEWNET):
+            raise OSError(ctypes.get_errno(), "setns")
+        os.close(fd)
+
+        check("old source: 2 connections before the flood", env.connect(OLD, 2) == "PP")
+        before = read_proc()
+        old_row = before.rows[f"{OLD}/32"]
+        print(f"# before: {before.header}", flush=True)
+        print(f"# old source {OLD}: {old_row}", flush=True)
+
+        # pktgen, in the client's namespace
+        pg = "/proc/net/pktgen"
+        cmds = [f"echo 'rem_device_all' > {pg}/kpktgend_0",
+                f"echo 'add_device veth1' > {pg}/kpktgend_0",
+                f"echo 'count {a.count}' > {pg}/veth1",
+                f"echo 'clone_skb 0' > {pg}/veth1",
+                f"echo 'pkt_size 60' > {pg}/veth1",
+                f"echo 'delay 0' > {pg}/veth1",
+                f"echo 'ratep {a.ratep}' > {pg}/veth1",
+                f"echo 'dst 192.0.2.1' > {pg}/veth1",
+                f"echo 'dst_mac {mac}' > {pg}/veth1",
+                f"echo 'src_min 240.0.0.0' > {pg}/veth1",
+                f"echo 'src_max 240.15.255.255' > {pg}/veth1",
+                f"echo 'udp_dst_min 9' > {pg}/veth1",
+                f"echo 'udp_dst_max 9' > {pg}/veth1"]
+        env.ns(env.cli, "sh", "-ec", "\n".join(cmds))
+        # The baseline after pktgen's set-up: add_device vzallocs its flows.
+        mem0, m0 = meminfo()
+        vm0 = vmallocinfo()
+        j0 = jiffies()
+        samples, maxima, full_reads = [], set(), []
+        t0 = time.monotonic()
+        flood = subprocess.Popen(["ip", "netns", "exec", env.cli, "sh", "-c",
+                                  f"echo start > {pg}/pgctrl"])
+        new_letters = None
+        while flood.poll() is None:
+            h = header()
+            n, m = entries(h)
+            samples.append(n)
+            maxima.add(m)
+            # Once the table is full, a new legitimate source arrives.
+            if new_letters is None and (n >= m or time.monotonic() - t0 > 30):
+                new_letters = env.connect(NEW, 3, timeout=3)
+                print(f"# new source {NEW} during the flood at {n}/{m} entries: "
+                      f"{new_letters}", flush=True)
+            if len(samples) % 10 == 5:
+                # A whole read: are the listed sources distinct, and how many?
+                with open(PROC) as f:
+                    lines = f.read().splitlines()
+                rows = [l.split()[0] for l in lines[2:]]
+                full_reads.append((lines[0].split("entries ")[1].split()[0], len(rows),
+                                   len(set(rows))))
+            time.sleep(0.5)
+        elapsed = time.monotonic() - t0
+        over = [n for n in samples if n > 65536]
+        if over:
+            print(f"# samples over the maximum: {over}", flush=True)
+        print("# whole reads during the flood (header entries, rows, distinct rows): "
+              + ", ".join(f"{h} {r} {d}" for h, r, d in full_reads), flush=True)
+        check("no source listed twice in a read",
+              all(r == d for _, r, d in full_reads))
+        # Not checked: a read takes seconds while the flood evicts and
+        # inserts, so its distinct sources may exceed the maximum.
+        pgres = env.ns(env.cli, "cat", f"{pg}/veth1").stdout
+        sofar = int(re.search(r"pkts-sofar: (\d+)", pgres).group(1))
+        errors = int(re.search(r"errors: (\d+)", pgres).group(1))
+        result = re.search(r"Result: (.*)", pgres).group(1)
+        sent = sofar - errors
+        print(f"# pktgen: {sofar} packets, {errors} errors in {elapsed:.1f} s: {result}",
+              flush=True)
+        after = read_proc()
+        print(f"# after the flood: {after.header}", flush=True)
+        print(f"# entries sampled: max {max(samples, default=0)} over {len(samples)} samples, "
+              f"maximum {sorted(maxima)}", flush=True)
+
+        check("the table never held more than its maximum",
+              samples and max(samples) <= 65536 and maxima == {65536},
+              f"max {max(samples, default=0)}")
+        check("the table filled up (the flood reached the maximum)",
+              max(samples, default=0) >= 65536 or int(after.header["evicted"]) > 0,
+              f"evicted {after.header['evicted']}")
+        check("a new source during the flood got its burst",
+              new_letters is not None and new_letters.startswith("PP"), new_letters)
+        row = after.rows.get(f"{OLD}/32")
+        j1 = jiffies()
+        hz = 250
+        try:
+            with open(f"/boot/config-{os.uname().release}") as f:
+                hz = int(re.search(r"^CONFIG_HZ=(\d+)", f.read(), re.M).group(1))
+        except (OSError, AttributeError):
+            pass
+        jdt = (j1[0] - j0[0]) / hz
+        print(f"# clocks over the flood: jiffies {jdt:.1f} s, CLOCK_MONOTONIC "
+              f"{j1[1] - j0[1]:.1f} s (HZ {hz})", flush=True)
+        if row is not None:
+            # The module counts time in jiffies: judge full_s by them.
+            dt = (after.time - before.time) - (j1[1] - j0[1]) + jdt
+            check("the old source kept its exact state",
+                  (row["passed"], row["denied"]) == (old_row["passed"], old_row["denied"])
+                  and abs(old_row["full_s"] - row["full_s"] - dt) <= 2
+                  and abs(old_row["next_s"] - row["next_s"] - dt) <= 2,
+                  f"{old_row} -> {row} in {dt:.0f} s")
+            check("the old source is still limited", env.connect(OLD, 1, timeout=3) == "R")
+        else:
+            check("the old source, evicted, comes back with a full bucket",
+                  env.connect(OLD, 3, timeout=3) == "PPR")
+
+        counts = env.counters()
+        judged = counts[0] + counts[3]
+        udp_hdr = None
+        print(f"# rule counters: udp limit {counts[0]}, tcp limit {counts[1]}, "
+              f"reset {counts[2]}, udp drop {counts[3]}; sent {sent}", flush=True)
+        drops = env.ns(env.srv, "ip", "-s", "-s", "link", "show", "veth0").stdout
+        print("# server veth0:\n" + "\n".join("#   " + l for l in drops.splitlines()[-8:]))
+        check("every flood packet was judged by the rule (counters add up to pktgen's)",
+              judged == sent, f"{judged} judged, {sent} sent")
+        h = after.header
+        udp_hdr = int(h["passed"]) + int(h["denied"])
+        print(f"# header: passed {h['passed']} denied {h['denied']} (sum {udp_hdr}), "
+              f"evicted {h['evicted']}, untracked {h['untracked']}, "
+              f"created {h.get('created')}, gc_freed {h.get('gc_freed')}", flush=True)
+
+        # After the flood: GC frees every flood source within seconds. The
+        # legitimate ones (debt of an hour) are forgotten by hand.
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            rest = [k for k in read_proc().rows if not k.startswith("192.0.2.")]
+            if not rest:
+                break
+            time.sleep(1)
+        check("GC freed every flood source", not rest,
+              f"{len(rest)} left after {time.monotonic() - end + 60:.0f} s")
+        with open(PROC, "w") as f:
+            f.write("-192.0.2.0/24\n")
+        n = entries(header())[0]
+        check("the table is empty", n == 0, f"{n} entries")
+        mem1, m1 = meminfo()
+        deadline = time.monotonic() + 60
+        while mem1 > mem0 * 1.05 and time.monotonic() < deadline:
+            time.sleep(2)
+            mem1, m1 = meminfo()
+        vm1 = vmallocinfo()
+        grown = sorted(((vm1.get(k, 0) - vm0.get(k, 0), k) for k in set(vm0) | set(vm1)),
+                       reverse=True)
+        print("# vmalloc grown by caller: " + ", ".join(
+            f"{k} {d // 1024:+d} kB" for d, k in grown[:5] if d), flush=True)
+        print(f"# memory (Slab+VmallocUsed+Percpu): before {mem0} kB, after {mem1} kB "
+              f"({100.0 * (mem1 - mem0) / mem0:+.1f}%); "
+              f"Slab {m0['Slab']} -> {m1['Slab']}, VmallocUsed {m0['VmallocUsed']} -> "
+              f"{m1['VmallocUsed']}, Percpu {m0['Percpu']} -> {m1['Percpu']}", flush=True)
+        check("memory back within 5% of its level before the flood", mem1 <= mem0 * 1.05)
+    finally:
+        env.close()
+    failed = results.count(False)
+    print(f"flood: {len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
