@@ -12,11 +12,12 @@ check() {
 	fi
 }
 
-# tally FILE WHAT: add the counts of FILE's last "N passed, N failed" line;
-# a FILE without one counts as one failure.
+# tally FILE WHAT [PREFIX]: add the counts of FILE's last "N passed, N failed"
+# line (one starting with PREFIX, when given: a component's own total, not
+# a part's); a FILE without one counts as one failure.
 tally() {
 	local line
-	line=$(grep -E '[0-9]+ passed, [0-9]+ failed$' "$1" 2>/dev/null | tail -n 1)
+	line=$(grep -E "^${3:-.*}[0-9]+ passed, [0-9]+ failed\$" "$1" 2>/dev/null | tail -n 1)
 	if [[ -z $line ]]; then
 		failed=$((failed + 1)); echo "not ok - $2 printed no result"
 		return
