@@ -53,7 +53,8 @@ MODULE_PARM_DESC(netns_max_entries,
 
 #define SMTPLIMIT_GC_INTERVAL	(2 * HZ)
 #define SMTPLIMIT_EVICT_SAMPLE	8	/* entries compared per eviction */
-#define SMTPLIMIT_EVICT_BUCKETS	64	/* most buckets visited for them */
+#define SMTPLIMIT_EVICT_BUCKETS	4096	/* most buckets visited for them */
+#define SMTPLIMIT_PLACE_TRIES	3	/* evictions tried for one place */
 #define SMTPLIMIT_WALK_BATCH	1024	/* entries walked between reschedules */
 
 /* Set at load from HZ: the units of every TAT. */
@@ -64,7 +65,6 @@ union smtplimit_addr {
 	struct in6_addr ip6;
 };
 
-/* One tracked source. */
 /*
  * One tracked source. Once dead, its state is never read again under its
  * lock, so the rcu_head that frees it can share the state's memory: readers
@@ -303,25 +303,42 @@ static bool smtplimit_entry_kill(struct smtplimit_table *t,
  * random run of buckets, the one whose bucket will be full soonest; banned
  * sources are never taken. Its place in the table and netns counts passes to
  * the caller. Called under RCU.
+ *
+ * rhashtable keeps between 3/8 and 3/4 of an entry per bucket, so a few
+ * dozen buckets give the sample. Until it has shrunk after the maximum was
+ * lowered, or when the netns cap rather than the table's own maximum is
+ * reached, the table can be far sparser: the run is then long enough to
+ * expect twice the sample, up to SMTPLIMIT_EVICT_BUCKETS buckets. During a
+ * resize, entries move from the bucket table to its future one: the sample
+ * goes on there.
  */
 static bool smtplimit_evict(struct smtplimit_table *t, u64 now)
 {
 	u64 tolerance = READ_ONCE(t->tolerance);
 	const struct bucket_table *tbl = rht_dereference_rcu(t->ht.tbl, &t->ht);
+	unsigned int count = max_t(int, atomic_read(&t->count), 1);
 	struct smtplimit_entry *e, *victim = NULL;
-	unsigned int i, seen = 0, start = get_random_u32();
+	unsigned int i, run, seen = 0, start;
 	u64 debt, best = U64_MAX;
 	struct rhash_head *pos;
 
-	for (i = 0; i < SMTPLIMIT_EVICT_BUCKETS && seen < SMTPLIMIT_EVICT_SAMPLE; i++) {
-		rht_for_each_entry_rcu(e, pos, tbl, (start + i) & (tbl->size - 1), node) {
-			seen++;
-			debt = smtplimit_debt(READ_ONCE(e->tat), now);
-			if (READ_ONCE(e->banned) && debt > tolerance)
-				continue;
-			if (debt < best && !READ_ONCE(e->dead)) {
-				best = debt;
-				victim = e;
+	for (; tbl && seen < SMTPLIMIT_EVICT_SAMPLE;
+	     tbl = rht_dereference_rcu(tbl->future_tbl, &t->ht)) {
+		run = div_u64(2ULL * SMTPLIMIT_EVICT_SAMPLE * tbl->size, count);
+		run = max_t(unsigned int, run, 4 * SMTPLIMIT_EVICT_SAMPLE);
+		run = min3(run, tbl->size, (unsigned int)SMTPLIMIT_EVICT_BUCKETS);
+		start = get_random_u32();
+		for (i = 0; i < run && seen < SMTPLIMIT_EVICT_SAMPLE; i++) {
+			rht_for_each_entry_rcu(e, pos, tbl,
+					       (start + i) & (tbl->size - 1), node) {
+				seen++;
+				debt = smtplimit_debt(READ_ONCE(e->tat), now);
+				if (READ_ONCE(e->banned) && debt > tolerance)
+					continue;
+				if (debt < best && !READ_ONCE(e->dead)) {
+					best = debt;
+					victim = e;
+				}
 			}
 		}
 	}
@@ -333,23 +350,31 @@ static bool smtplimit_evict(struct smtplimit_table *t, u64 now)
 
 /*
  * Reserve a place for a new entry in the table and the netns counts; at a
- * maximum, evict an entry and take its place. Called under RCU.
+ * maximum, evict an entry and take its place. An eviction fails when its
+ * victim is killed first by someone else (GC, a forget or flush written to
+ * the proc file), which gives a place back: then try again, a few times.
+ * Called under RCU.
  */
 static bool smtplimit_take_place(struct smtplimit_table *t, u64 now)
 {
 	bool got_table, got_net;
+	unsigned int tries;
 
-	got_table = smtplimit_inc_below(&t->count, READ_ONCE(t->max));
-	got_net = smtplimit_inc_below(&t->sn->entries,
-				      READ_ONCE(netns_max_entries));
-	if (got_table && got_net)
-		return true;
-	/* Give back what was taken: an evicted entry's places become ours. */
-	if (got_table)
-		atomic_dec(&t->count);
-	if (got_net)
-		atomic_dec(&t->sn->entries);
-	return smtplimit_evict(t, now);
+	for (tries = 0; tries < SMTPLIMIT_PLACE_TRIES; tries++) {
+		got_table = smtplimit_inc_below(&t->count, READ_ONCE(t->max));
+		got_net = smtplimit_inc_below(&t->sn->entries,
+					      READ_ONCE(netns_max_entries));
+		if (got_table && got_net)
+			return true;
+		/* Give back what was taken: an evicted entry's places become ours. */
+		if (got_table)
+			atomic_dec(&t->count);
+		if (got_net)
+			atomic_dec(&t->sn->entries);
+		if (smtplimit_evict(t, now))
+			return true;
+	}
+	return false;
 }
 
 /*
