@@ -21,3 +21,35 @@ netfilter_load() {
 smtplimit_load() {
 	netfilter_load && insmod "${XT_MODULE:-$REPO/xt_smtplimit.ko}"
 }
+
+# rmmod xt_smtplimit once nothing uses it: rules leave with their namespace,
+# and nf_tables and netns cleanup run from work queues.
+rmmod_when_free() {
+	local _
+	for _ in $(seq 50); do
+		rmmod xt_smtplimit 2>/dev/null && return 0
+		sleep 0.2
+	done
+	lsmod | grep xt_smtplimit
+	return 1
+}
+
+# On a kernel with kmemleak (the debug kernel): kmemleak_reset forgets what
+# is unreferenced so far (boot's own), kmemleak_clean fails on anything
+# unreferenced since. kmemleak skips objects younger than 5 s, and one freed
+# by RCU or a work queue may look unreferenced once: scan twice, then read.
+KMEMLEAK=/sys/kernel/debug/kmemleak
+kmemleak_reset() {
+	[[ ! -e $KMEMLEAK ]] && return 0
+	# Kept apart: the console, which is checked for reports, must not have them.
+	echo scan >"$KMEMLEAK" && cat "$KMEMLEAK" >>"${XT_VM_OUT:-/tmp}/kmemleak-boot.txt" &&
+		echo clear >"$KMEMLEAK"
+}
+kmemleak_clean() {
+	local leaks
+	echo scan >"$KMEMLEAK" && sleep 6 && echo scan >"$KMEMLEAK" || return 1
+	leaks=$(cat "$KMEMLEAK") || return 1
+	[[ -z $leaks ]] && return 0
+	echo "$leaks"
+	return 1
+}
