@@ -35,7 +35,7 @@ DKMS_FILES := dkms.conf Kbuild LICENSE kernel/xt_smtplimit.c kernel/smtplimit_ra
 	      include/uapi/linux/netfilter/xt_smtplimit.h
 
 .PHONY: all module plugin unit check demo install uninstall clean deps lint \
-	dkms-install dkms-uninstall bench fuzz flood
+	dkms-install dkms-uninstall bench fuzz flood stress check-kernels test-tools
 
 all: module plugin
 
@@ -70,16 +70,35 @@ unit: $(UNIT)
 lint:
 	@KDIR=$(KDIR) scripts/lint
 
-# Fuzzers (iptables options, raw IPT_SO_SET_REPLACE and nft_compat match
-# data, proc writes) and the 1,000,000-source flood, each in a guest.
-# FUZZ_CASES: cases per fuzzer (10000 for the long run).
-FUZZ_CASES ?= 300
-fuzz: all
+# Host-built programs the guest tests run: the fuzzers' (tests/fuzz) and
+# the IPv6 many-source sender of the stress test and the bench.
+SEND6 := tests/tools/send6
+$(SEND6): tests/tools/send6.c
+	$(CC) $(CFLAGS) $(WARN) -o $@ $<
+
+test-tools: $(SEND6)
 	$(MAKE) -C tests/fuzz
+
+# Fuzzers (iptables options, raw IPT_SO_SET_REPLACE and nft_compat match
+# data, proc writes), the 1,000,000-source flood and the 60 s stress mix,
+# each in a guest of Debian's kernel. FUZZ_CASES: cases per fuzzer.
+FUZZ_CASES ?= 300
+fuzz: all test-tools
 	XT_FUZZ_CASES=$(FUZZ_CASES) tests/vm/run --timeout 14400 -- tests/fuzz/guest-fuzz
 
 flood: all
 	tests/vm/run --smp 2 --mem 2048 -- tests/flood/guest-flood
+
+stress: all test-tools
+	tests/vm/run --smp 4 --mem 2048 -- tests/stress/guest-stress
+
+# The guest suite, the fuzzers (10,000 cases), the flood and the stress mix
+# on Debian's kernel, its PREEMPT_RT kernel and a debug kernel (KASAN,
+# lockdep, kmemleak, UBSAN) built once and cached; KERNELS picks some.
+KERNELS ?= debian rt debug
+check-kernels:
+	@scripts/install-deps --quiet --kernels
+	@tests/check-kernels $(KERNELS)
 
 # xt_smtplimit against xt_hashlimit in one guest boot; QUICK=1: one short
 # round of every scenario, to keep the bench working (figures not judged).
@@ -122,7 +141,8 @@ uninstall:
 
 clean:
 	-$(MAKE) -C $(KDIR) M=$(CURDIR) clean 2>/dev/null
-	rm -f $(PLUGIN) $(MANPAGE) $(UNIT)
+	rm -f $(PLUGIN) $(MANPAGE) $(UNIT) $(SEND6)
+	-$(MAKE) -C tests/fuzz clean
 
 # Debian packages xt-smtplimit-dkms and iptables-smtplimit (debian/), built in
 # a copy of the tree under $(DEB_DIR), where the .debs and .changes stay;
