@@ -14,7 +14,6 @@ the recipient's Maildir, the limiter's view from its proc file.
 XT_DEMO_SHORT=1: a shorter round (for CI). XT_VM_OUT: where the chart goes.
 Exit status 1 unless, in the round with the limit, the attacker was held
 to it and every message of the legitimate MTA was delivered."""
-import datetime
 import json
 import grp
 import os
