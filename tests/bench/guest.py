@@ -33,6 +33,8 @@ HL = ["-m", "hashlimit", "--hashlimit-upto", "2/h", "--hashlimit-burst", "2",
 SL = ["-m", "smtplimit", "--smtplimit-upto", "2/h", "--smtplimit-burst", "2",
       "--smtplimit-name", "b"]
 SETS = ("none", "hashlimit", "smtplimit")
+# Rules per timed round (one table): see Bench.use.
+COPIES = 16
 
 if QUICK:
     ROUNDS, PKTS, PKTS6 = 1, 4000, 4000
@@ -111,6 +113,15 @@ class Bench:
         with open(self.procnet(n, path)) as f:
             return f.read()
 
+    def lines(self, n, path):
+        """Lines of a proc file, counted by wc in the namespace: reading
+        hashlimit's 1M-entry file through /proc/PID/net failed with EPERM."""
+        r = ns(n, "wc", "-l", f"/proc/net/{path}", check=False)
+        if r.returncode:
+            log(f"wc -l {path}: exit {r.returncode}: {r.stderr.strip()}")
+            return -1
+        return int(r.stdout.split()[0])
+
     # ---- rules ----
     def ipt(self, *args, v6=False, check=True):
         return ns(SRV, IPT6 if v6 else IPT4, *args, check=check)
@@ -130,10 +141,13 @@ class Bench:
         for r in rules:
             self.ipt("-A", "pin", *r, v6=v6)
 
-    def use(self, rule, v6=False):
+    def use(self, rule, v6=False, copies=1):
+        """@rule alone in INPUT, @copies times (non-terminal, one table):
+        under TCG one rule's cost is lost in pktgen's noise, so timed
+        rounds multiply it."""
         self.ipt("-F", "INPUT", v6=v6)
         self.ipt("-Z", "INPUT", v6=v6)
-        if rule:
+        for _ in range(copies if rule else 0):
             self.ipt("-A", "INPUT", *rule, v6=v6)
 
     def counter(self, v6=False):
@@ -191,9 +205,9 @@ class Bench:
         sent, usec = int(m.group(1)), int(m.group(2))
         return dict(sent=sent, usec=usec, pps=sent * 1e6 / usec, errors=0)
 
-    def round(self, rule, send, v6=False, smtp=False):
+    def round(self, rule, send, v6=False, smtp=False, copies=1):
         """One timed run under @rule: pps, rule counter, delivered, drops."""
-        self.use(rule, v6)
+        self.use(rule, v6, copies)
         d0 = self.delivered(v6)
         h0 = self.smtp_header(v6=v6) if smtp else None
         r = send()
@@ -211,14 +225,15 @@ class Bench:
             r["judged"] = r["delivered"] if rule else 0
         return r
 
-    def rounds(self, name, rules, send, v6=False, rounds=ROUNDS):
+    def rounds(self, name, rules, send, v6=False, rounds=ROUNDS, copies=COPIES):
         """Interleaved rounds of every rule set; returns the per-set list."""
         res = {s: [] for s in rules}
         for s, rule in rules.items():  # untimed: warm TCG's translation cache
-            self.round(rule, send, v6, smtp=(s == "smtplimit"))
+            self.round(rule, send, v6, smtp=(s == "smtplimit"), copies=copies)
         for i in range(rounds):
             for s, rule in rules.items():
-                r = self.round(rule, send, v6, smtp=(s == "smtplimit"))
+                r = self.round(rule, send, v6, smtp=(s == "smtplimit"), copies=copies)
+                r["copies"] = copies
                 res[s].append(r)
                 log(f"{name} round {i + 1} {s}: {r['pps']:.0f} pps, sent {r['sent']},"
                     f" matched {r['matched']}, dropped {r['dropped']}")
@@ -230,11 +245,13 @@ def med(rs, key="pps"):
     return statistics.median(r[key] for r in rs)
 
 
-def costs(res):
-    """Median pps per set and the cost per packet over 'none', in ns."""
+def costs(res, copies=COPIES):
+    """Median pps per set and the cost of one rule per packet over 'none',
+    in ns: the rounds ran @copies rules."""
     base = med(res["none"])
-    out = {"pps": {s: med(res[s]) for s in res}}
-    out["cost_ns"] = {s: (1 / out["pps"][s] - 1 / base) * 1e9 for s in res if s != "none"}
+    out = {"pps": {s: med(res[s]) for s in res}, "copies": copies}
+    out["cost_ns"] = {s: (1 / out["pps"][s] - 1 / base) * 1e9 / copies
+                      for s in res if s != "none"}
     return out
 
 
@@ -251,6 +268,18 @@ def meminfo():
             k, v = line.split(":")
             m[k] = int(v.split()[0]) * 1024
     return m["Slab"] + m["VmallocUsed"] + m["Percpu"], m
+
+
+def vmalloc_by_caller():
+    """Bytes of vmalloc by allocating function (rhashtable's bucket arrays
+    above a page come from bucket_table_alloc)."""
+    out = {}
+    with open("/proc/vmallocinfo") as f:
+        for line in f:
+            w = line.split()
+            caller = w[2].split("+")[0] if len(w) > 2 and "=" not in w[2] else "?"
+            out[caller] = out.get(caller, 0) + int(w[1])
+    return out
 
 
 def slab(name):
@@ -314,10 +343,11 @@ def run_all(b, R):
         fill[s] = b.round(rule, lambda: flood(FLOOD_FILL), smtp=(s == "smtplimit"))
         log(f"s3 fill {s}: {fill[s]}")
     b.use(None)
+    # One rule: hashlimit's first copy would hot-drop and skip the others.
     res = b.rounds("s3", {"none": None, "hashlimit": HL, "smtplimit": SL},
-                   lambda: flood(PKTS))
-    hl_entries = len(b.read(SRV, "ipt_hashlimit/b").splitlines())
-    sc["3"] = dict(costs(res), raw=res, fill=fill, hashlimit_entries=hl_entries,
+                   lambda: flood(PKTS), copies=1)
+    hl_entries = b.lines(SRV, "ipt_hashlimit/b")
+    sc["3"] = dict(costs(res, copies=1), raw=res, fill=fill, hashlimit_entries=hl_entries,
                    smtplimit_header=b.smtp_header())
 
     # Memory per tracked source: 100,000 distinct sources into a fresh table.
@@ -327,17 +357,23 @@ def run_all(b, R):
                     ("smtplimit", SL + ["--smtplimit-htable-max", "1048576"])):
         b.clear()
         b.use(rule)
-        before, _ = meminfo()
+        before, m0 = meminfo()
+        vm0 = vmalloc_by_caller()
         lo, hi = addr_range("240.1.0.0", MEM_SRC)
         r = b.pktgen(MEM_SRC, lo, hi)
         time.sleep(2)
         after, m = meminfo()
+        vm1 = vmalloc_by_caller()
+        grown = {k: vm1.get(k, 0) - vm0.get(k, 0) for k in set(vm0) | set(vm1)}
         if s == "hashlimit":
-            n = len(b.read(SRV, "ipt_hashlimit/b").splitlines())
+            n = b.lines(SRV, "ipt_hashlimit/b")
         else:
             n = b.smtp_header()["live"]
         mem[s] = dict(before=before, after=after, tracked=n, sent=r["sent"],
-                      per_source=(after - before) / max(n, 1))
+                      per_source=(after - before) / max(n, 1),
+                      parts={k: m[k] - m0[k] for k in ("Slab", "VmallocUsed", "Percpu")},
+                      vmalloc_grown={k: v for k, v in sorted(grown.items(), key=lambda x: -abs(x[1]))[:4]
+                                     if v})
         if s == "smtplimit":
             mem[s]["slab"] = slab("xt_smtplimit_ipv4")
             mem[s]["nelems_buckets_note"] = "rhashtable buckets: 8 bytes each, power of two >= 4/3 entries"
@@ -358,7 +394,7 @@ def run_all(b, R):
         fill[s] = b.round(rule, lambda: b.pktgen(BIG, lo, hi), smtp=(s == "smtplimit"))
         fill[s]["wall_s"] = round(time.monotonic() - t, 1)
         log(f"s4 fill {s}: {fill[s]}")
-    hl_entries = len(b.read(SRV, "ipt_hashlimit/b").splitlines())
+    hl_entries = b.lines(SRV, "ipt_hashlimit/b")
     res = b.rounds("s4", {"none": None, "hashlimit": hl4, "smtplimit": sl4},
                    lambda: b.pktgen(PKTS, lo, hi, rnd=True))
     sc["4"] = dict(costs(res), raw=res, fill=fill, hashlimit_entries=hl_entries,
@@ -367,7 +403,7 @@ def run_all(b, R):
     # pps through the smtplimit rule while a loop reads the big proc file.
     log("proc dump under load")
     t = time.monotonic()
-    nlines = len(b.read(SRV, "ipt_smtplimit/b").splitlines())
+    nlines = b.lines(SRV, "ipt_smtplimit/b")
     one_dump = time.monotonic() - t
     dump = {"with": [], "without": []}
     for i in range(ROUNDS):
@@ -382,7 +418,8 @@ def run_all(b, R):
                     start_new_session=True)
                 time.sleep(1)
             try:
-                r = b.round(sl4, lambda: b.pktgen(DUMP_PKTS, lo, hi, rnd=True), smtp=True)
+                r = b.round(sl4, lambda: b.pktgen(DUMP_PKTS, lo, hi, rnd=True), smtp=True,
+                            copies=COPIES)
             finally:
                 if loop:
                     os.killpg(loop.pid, signal.SIGKILL)
@@ -472,7 +509,10 @@ def report(R):
          f"Kernel {R['kernel']}, QEMU TCG guest with {R['ncpu']} vCPUs, {R['date']};"
          f" {R['rounds']} interleaved round(s) of each rule set, medians; run took {R.get('elapsed_s')} s.",
          "pps: packets per second through the server's INPUT chain (pktgen's rate, IPv4;"
-         " send6's rate, IPv6). Cost per packet = 1/pps - 1/pps_none.",
+         " send6's rate, IPv6). Cost per packet = 1/pps - 1/pps_none, divided by the number"
+         f" of copies of the rule in INPUT: {COPIES} (one table, non-terminal) in scenarios 1, 2,"
+         " 4, 5 and the proc-dump rounds, where one rule's cost would be lost in pktgen's noise"
+         " under TCG; one in scenario 3, where hashlimit's first copy hot-drops.",
          "Absolute figures under TCG on a shared host are noisy: read the ratios.",
          "",
          "| scenario | none pps | hashlimit pps | smtplimit pps | hashlimit cost ns | smtplimit cost ns | smtplimit/hashlimit | target | met |",
@@ -540,18 +580,26 @@ def report(R):
         L += ["", "Memory breakdown:"]
         for m in ("hashlimit", "smtplimit"):
             x = mem[m]
-            L.append(f"- {m}: {x['tracked']} sources tracked, {x['after'] - x['before']} bytes more;"
+            L.append(f"- {m}: {x['tracked']} sources tracked, {x['after'] - x['before']} bytes more"
+                     f" ({', '.join(f'{k} {v:+d}' for k, v in x.get('parts', {}).items())});"
                      f" slab cache {x['slab']['cache']}: object_size {x['slab']['object_size']},"
-                     f" slab_size {x['slab']['slab_size']} (per-object footprint)")
+                     f" slab_size {x['slab']['slab_size']} (per-object footprint);"
+                     f" vmalloc grown by caller: {x.get('vmalloc_grown')}")
         n = mem["smtplimit"]["tracked"]
         if n:
             # rhashtable doubles once it holds more than 3/4 of its buckets.
             nb = 1
             while nb * 3 // 4 < n:
                 nb *= 2
-            L.append(f"- smtplimit rhashtable: {nb} buckets x 8 bytes = {8 * nb / n:.1f} bytes per source"
-                     " (rhashtable's 75% growth rule: between 10.7 and 21.3 bytes per source); the rest is"
-                     " slab per-object footprint and per-slab overhead")
+            # bucket_table_alloc() kvzalloc()s the header and the buckets in
+            # one piece: above 8 KiB kmalloc takes whole pages, a power of two.
+            alloc = 1
+            while alloc < 8 * nb + 64:
+                alloc *= 2
+            L.append(f"- smtplimit rhashtable: {nb} buckets (it doubles past 3/4 full) x 8 bytes, plus"
+                     f" its header, in one kvzalloc() that the page allocator rounds up to {alloc >> 10} KiB:"
+                     f" {alloc / n:.1f} bytes per source (between 21 and 43 as the table fills; half that"
+                     " if the header were allocated apart); the slab entries take the rest")
     if d:
         L.append(f"- one read of the {d['lines'] - 2}-entry proc file took {d['one_dump_s']} s; the"
                  " reading loop runs on the vCPU pktgen's thread does not use")
