@@ -16,9 +16,13 @@ import re
 import signal
 import statistics
 import subprocess
+import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+from memstat import meminfo, vmalloc_by_caller  # noqa: E402
+
 QUICK = os.environ.get("XT_BENCH_QUICK", "") not in ("", "0")
 OUT = os.environ.get("XT_VM_OUT", "/tmp")
 SEND6 = os.path.join(HERE, "..", "tools", "send6")
@@ -253,29 +257,6 @@ def costs(res, copies=COPIES):
 
 def ratio(a, b):
     return a / b if b > 0 else float("inf")
-
-
-def meminfo():
-    sh(["sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"])
-    time.sleep(1)
-    m = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            k, v = line.split(":")
-            m[k] = int(v.split()[0]) * 1024
-    return m["Slab"] + m["VmallocUsed"] + m["Percpu"], m
-
-
-def vmalloc_by_caller():
-    """Bytes of vmalloc by allocating function (rhashtable's bucket arrays
-    above a page come from bucket_table_alloc)."""
-    out = {}
-    with open("/proc/vmallocinfo") as f:
-        for line in f:
-            w = line.split()
-            caller = w[2].split("+")[0] if len(w) > 2 and "=" not in w[2] else "?"
-            out[caller] = out.get(caller, 0) + int(w[1])
-    return out
 
 
 def slab(name):

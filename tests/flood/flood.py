@@ -36,35 +36,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "functional"))
-from test_smtplimit import Env, Proc, sh  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, ".."))
+from test_smtplimit import Env, Proc  # noqa: E402
+from memstat import meminfo, vmalloc_by_caller  # noqa: E402
 
 CLONE_NEWNET = 0x40000000
 PROC = "/proc/thread-self/net/ipt_smtplimit/flood"
 OLD, NEW = "192.0.2.10", "192.0.2.11"
-
-
-def meminfo():
-    """Slab + VmallocUsed + Percpu, in kB, after dropping clean caches."""
-    sh(["sync"])
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
-    m = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            k, v = line.split(":")
-            m[k] = int(v.split()[0])
-    return m["Slab"] + m["VmallocUsed"] + m["Percpu"], m
-
-
-def vmallocinfo():
-    """Bytes of vmalloc by caller."""
-    out = {}
-    with open("/proc/vmallocinfo") as f:
-        for line in f:
-            w = line.split()
-            caller = w[2] if len(w) > 2 and not w[2].startswith(("pages=", "phys=")) else "?"
-            out[caller] = out.get(caller, 0) + int(w[1])
-    return out
 
 
 def jiffies():
@@ -154,7 +132,7 @@ def main():
         env.ns(env.cli, "sh", "-ec", "\n".join(cmds))
         # The baseline after pktgen's set-up: add_device vzallocs its flows.
         mem0, m0 = meminfo()
-        vm0 = vmallocinfo()
+        vm0 = vmalloc_by_caller()
         j0 = jiffies()
         samples, maxima, full_reads = [], set(), []
         t0 = time.monotonic()
@@ -267,15 +245,15 @@ def main():
         while mem1 > mem0 * 1.05 and time.monotonic() < deadline:
             time.sleep(2)
             mem1, m1 = meminfo()
-        vm1 = vmallocinfo()
+        vm1 = vmalloc_by_caller()
         grown = sorted(((vm1.get(k, 0) - vm0.get(k, 0), k) for k in set(vm0) | set(vm1)),
                        reverse=True)
         print("# vmalloc grown by caller: " + ", ".join(
             f"{k} {d // 1024:+d} kB" for d, k in grown[:5] if d), flush=True)
-        print(f"# memory (Slab+VmallocUsed+Percpu): before {mem0} kB, after {mem1} kB "
+        kb = {k: (m0[k] >> 10, m1[k] >> 10) for k in ("Slab", "VmallocUsed", "Percpu")}
+        print(f"# memory (Slab+VmallocUsed+Percpu): before {mem0 >> 10} kB, after {mem1 >> 10} kB "
               f"({100.0 * (mem1 - mem0) / mem0:+.1f}%); "
-              f"Slab {m0['Slab']} -> {m1['Slab']}, VmallocUsed {m0['VmallocUsed']} -> "
-              f"{m1['VmallocUsed']}, Percpu {m0['Percpu']} -> {m1['Percpu']}", flush=True)
+              + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in kb.items()), flush=True)
         check("memory back within 5% of its level before the flood", mem1 <= mem0 * 1.05)
     finally:
         env.close()
