@@ -230,10 +230,12 @@ class Table:
         return STATIC6 if self.v6 else STATIC4
 
     def refill(self):
-        """Ban the static sources that are not tracked any more."""
+        """Ban for an hour again the static sources that are not tracked
+        any more, or whose bucket a fuzz case left full within ten minutes
+        (GC would free them in the middle of a phase)."""
         rows = self.read().rows
         lines = [f"+{a} 3600\n" for a in self.static()
-                 if f"{a}/{128 if self.v6 else 32}" not in rows]
+                 if rows.get(f"{a}/{128 if self.v6 else 32}", {}).get("full_s", 0) < 600]
         if len(rows) < 8 or lines:
             self.write("".join(lines).encode())
 
