@@ -29,6 +29,7 @@
 #include <linux/seq_file.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
+#include <linux/sort.h>
 #include <linux/spinlock.h>
 #include <linux/workqueue.h>
 #include <linux/netfilter/x_tables.h>
@@ -554,116 +555,162 @@ static u32 smtplimit_table_newest(struct smtplimit_table *t,
 	return rate;
 }
 
-/* proc: one file per table, read with seq_file over an rhashtable walk */
+/*
+ * proc: one file per table. Reading position 0 copies the live entries into
+ * a private array sorted by address, and the read lists that copy: one
+ * consistent picture, however slowly the reader goes.
+ *
+ * Listing straight from an rhashtable walk across read() calls would list
+ * some sources twice: the walk starts over from the first bucket when the
+ * table is resized under it, and one stopped to reschedule next to an entry
+ * that is then unlinked may meet a neighbour again. The copy starts over
+ * when the walk does, and the sort puts any other repeat next to its twin.
+ * A table of N sources costs a reader N rows of memory while it is open,
+ * charged to the reader and freed when it reaches the end.
+ */
+
+struct smtplimit_row {
+	union smtplimit_addr addr;	/* zero past the table's key length */
+	u64 tat;
+	u32 passed;
+	u32 denied;
+};
 
 struct smtplimit_seq {
-	struct rhashtable_iter iter;
 	struct smtplimit_table *table;
-	loff_t pos;		/* position of the entry the walk stands on */
-	u64 now;		/* every figure of one pass comes from this now */
+	struct smtplimit_row *rows;	/* sorted, no address twice */
+	u32 nrows;
+	u64 now;			/* the moment the rows were copied */
 	struct smtplimit_bucket bucket;	/* the header's rate and burst */
 	u32 rate;
 	u32 max;
-	u32 live;		/* entries not full at @now */
 };
 
-/* The first entry from the walk's position on that is neither full nor dead. */
-static struct smtplimit_entry *smtplimit_seq_live(struct smtplimit_seq *s,
-						  struct smtplimit_entry *e)
+static int smtplimit_row_cmp(const void *a, const void *b)
 {
-	while (e) {
-		if (!IS_ERR(e) && !READ_ONCE(e->dead) &&
-		    !smtplimit_is_full(READ_ONCE(e->tat), s->now))
-			return e;
-		e = rhashtable_walk_next(&s->iter);
-	}
-	return NULL;
-}
+	const struct smtplimit_row *ra = a, *rb = b;
 
-static void smtplimit_seq_rewind(struct smtplimit_seq *s)
-{
-	rhashtable_walk_exit(&s->iter);
-	rhashtable_walk_enter(&s->table->ht, &s->iter);
-	s->pos = 1;
+	return memcmp(&ra->addr, &rb->addr, sizeof(ra->addr));
 }
 
 /*
- * Position 0 is the header. It takes a fresh now and counts live entries,
- * so that "entries" agrees with the lines listed.
+ * Copies the entries neither full nor dead at @s->now into @rows. Returns how
+ * many, or -ENOSPC when more than @room were met: entries were created faster
+ * than the walk went, or it met some twice.
  */
-static void smtplimit_seq_snapshot(struct smtplimit_seq *s)
+static int smtplimit_seq_copy(struct smtplimit_seq *s,
+			      struct smtplimit_row *rows, u32 room)
 {
 	struct smtplimit_table *t = s->table;
+	struct rhashtable_iter iter;
 	struct smtplimit_entry *e;
+	u32 n = 0, walked = 0;
+	int err = 0;
 
+	rhashtable_walk_enter(&t->ht, &iter);
+	rhashtable_walk_start(&iter);
+	while ((e = rhashtable_walk_next(&iter))) {
+		if (IS_ERR(e)) {	/* -EAGAIN: resized, the walk starts over */
+			n = 0;
+			continue;
+		}
+		spin_lock_bh(&e->lock);
+		if (!e->dead && !smtplimit_is_full(e->tat, s->now)) {
+			if (n == room) {
+				spin_unlock_bh(&e->lock);
+				err = -ENOSPC;
+				break;
+			}
+			memset(&rows[n].addr, 0, sizeof(rows[n].addr));
+			memcpy(&rows[n].addr, &e->addr, t->ht.p.key_len);
+			rows[n].tat = e->tat;
+			rows[n].passed = e->passed;
+			rows[n].denied = e->denied;
+			n++;
+		}
+		spin_unlock_bh(&e->lock);
+
+		if (++walked % SMTPLIMIT_WALK_BATCH == 0) {
+			rhashtable_walk_stop(&iter);
+			cond_resched();
+			if (rhashtable_walk_start_check(&iter) == -EAGAIN)
+				n = 0;	/* resized meanwhile: starts over */
+		}
+	}
+	rhashtable_walk_stop(&iter);
+	rhashtable_walk_exit(&iter);
+	return err ?: n;
+}
+
+/* Position 0: the header's figures and the rows, all from one now. */
+static int smtplimit_seq_snapshot(struct smtplimit_seq *s)
+{
+	struct smtplimit_table *t = s->table;
+	struct smtplimit_row *rows;
+	u32 room, i, n, copied;
+	int err;
+
+	kvfree(s->rows);
+	s->rows = NULL;
+	s->nrows = 0;
 	s->now = smtplimit_now();
 	s->rate = smtplimit_table_newest(t, &s->bucket);
 	s->max = READ_ONCE(t->max);
-	s->live = 0;
 
-	smtplimit_seq_rewind(s);
-	rhashtable_walk_start(&s->iter);
-	while ((e = rhashtable_walk_next(&s->iter))) {
-		if (IS_ERR(e)) {	/* resized: the walk starts over */
-			s->live = 0;
-			continue;
-		}
-		if (!READ_ONCE(e->dead) &&
-		    !smtplimit_is_full(READ_ONCE(e->tat), s->now) &&
-		    ++s->live % SMTPLIMIT_WALK_BATCH == 0) {
-			rhashtable_walk_stop(&s->iter);
-			cond_resched();
-			rhashtable_walk_start(&s->iter);
-		}
+	/* Live entries hold places, so count bounds them but for a race. */
+	room = atomic_read(&t->count);
+	room += room / 8 + 64;
+	for (;;) {
+		rows = kvmalloc_array(room, sizeof(*rows), GFP_KERNEL_ACCOUNT);
+		if (!rows)
+			return -ENOMEM;
+		err = smtplimit_seq_copy(s, rows, room);
+		if (err >= 0)
+			break;
+		kvfree(rows);
+		if (room > XT_SMTPLIMIT_HTABLE_MAX_LIMIT)
+			return -EBUSY;	/* the table would not hold still */
+		room *= 2;
 	}
-	rhashtable_walk_stop(&s->iter);
-	smtplimit_seq_rewind(s);
-	/*
-	 * Entries replaced while the walk went on can be met on both sides of
-	 * it; the table never holds more than its count of places.
-	 */
-	s->live = min_t(u32, s->live, atomic_read(&t->count));
+	copied = err;
+
+	sort(rows, copied, sizeof(*rows), smtplimit_row_cmp, NULL);
+	for (i = 0, n = 0; i < copied; i++)
+		if (n == 0 || smtplimit_row_cmp(&rows[n - 1], &rows[i]))
+			rows[n++] = rows[i];
+	s->rows = rows;
+	s->nrows = n;
+	return 0;
 }
 
 static void *smtplimit_seq_start(struct seq_file *m, loff_t *pos)
-	__acquires(RCU)
 {
 	struct smtplimit_seq *s = m->private;
-	loff_t skip;
+	int err;
 
 	if (*pos == 0) {
-		smtplimit_seq_snapshot(s);
-		rhashtable_walk_start(&s->iter);
-		return SEQ_START_TOKEN;
+		err = smtplimit_seq_snapshot(s);
+		return err ? ERR_PTR(err) : SEQ_START_TOKEN;
 	}
-	if (*pos != s->pos) {
-		/* A seek: walk again from the start. */
-		smtplimit_seq_rewind(s);
-		rhashtable_walk_start(&s->iter);
-		for (skip = 1; skip < *pos; skip++)
-			if (!smtplimit_seq_live(s, rhashtable_walk_next(&s->iter)))
-				return NULL;
-		s->pos = *pos;
-		return smtplimit_seq_live(s, rhashtable_walk_next(&s->iter));
-	}
-	rhashtable_walk_start(&s->iter);
-	return smtplimit_seq_live(s, rhashtable_walk_peek(&s->iter));
+	if (*pos <= s->nrows)
+		return &s->rows[*pos - 1];
+	/* The end: give the copy back until the file is read again. */
+	kvfree(s->rows);
+	s->rows = NULL;
+	s->nrows = 0;
+	return NULL;
 }
 
 static void *smtplimit_seq_next(struct seq_file *m, void *v, loff_t *pos)
 {
 	struct smtplimit_seq *s = m->private;
 
-	s->pos = ++*pos;
-	return smtplimit_seq_live(s, rhashtable_walk_next(&s->iter));
+	++*pos;
+	return *pos <= s->nrows ? &s->rows[*pos - 1] : NULL;
 }
 
 static void smtplimit_seq_stop(struct seq_file *m, void *v)
-	__releases(RCU)
 {
-	struct smtplimit_seq *s = m->private;
-
-	rhashtable_walk_stop(&s->iter);
 }
 
 static void smtplimit_seq_header(struct seq_file *m, struct smtplimit_seq *s)
@@ -689,7 +736,7 @@ static void smtplimit_seq_header(struct seq_file *m, struct smtplimit_seq *s)
 	}
 	unit = smtplimit_rate_split(s->rate, &count);
 	seq_printf(m, "# %s: rate %u/%s burst %u srcmask %u entries %u/%u",
-		   t->name, count, unit, s->bucket.burst, t->srcmask, s->live,
+		   t->name, count, unit, s->bucket.burst, t->srcmask, s->nrows,
 		   s->max);
 	seq_printf(m, " passed %llu denied %llu evicted %llu untracked %llu",
 		   sum.passed, sum.denied, sum.evicted, sum.untracked);
@@ -703,38 +750,28 @@ static void smtplimit_seq_header(struct seq_file *m, struct smtplimit_seq *s)
 static int smtplimit_seq_show(struct seq_file *m, void *v)
 {
 	struct smtplimit_seq *s = m->private;
-	struct smtplimit_entry *e = v;
+	const struct smtplimit_row *row = v;
 	struct smtplimit_view view;
 	char source[INET6_ADDRSTRLEN + 5], tokens[24];
-	u32 passed, denied, milli;
-	u64 tat, whole;
+	u64 whole;
+	u32 milli;
 
 	if (v == SEQ_START_TOKEN) {
 		smtplimit_seq_header(m, s);
 		return 0;
 	}
-	spin_lock_bh(&e->lock);
-	if (e->dead) {
-		spin_unlock_bh(&e->lock);
-		return SEQ_SKIP;
-	}
-	tat = e->tat;
-	passed = e->passed;
-	denied = e->denied;
-	spin_unlock_bh(&e->lock);
-
 	if (smtplimit_is_ipv4(s->table))
-		snprintf(source, sizeof(source), "%pI4/%u", &e->addr.ip,
+		snprintf(source, sizeof(source), "%pI4/%u", &row->addr.ip,
 			 s->table->srcmask);
 	else
-		snprintf(source, sizeof(source), "%pI6c/%u", &e->addr.ip6,
+		snprintf(source, sizeof(source), "%pI6c/%u", &row->addr.ip6,
 			 s->table->srcmask);
-	smtplimit_view(tat, s->now, &s->bucket, &smtplimit_clock, &view);
+	smtplimit_view(row->tat, s->now, &s->bucket, &smtplimit_clock, &view);
 	whole = div_u64_rem(abs(view.tokens_milli), 1000, &milli);
 	snprintf(tokens, sizeof(tokens), "%s%llu.%03u",
 		 view.tokens_milli < 0 ? "-" : "", whole, milli);
 	seq_printf(m, "%-40s %-9s %-8llu %-8llu %-8u %u\n", source, tokens,
-		   view.next_s, view.full_s, passed, denied);
+		   view.next_s, view.full_s, row->passed, row->denied);
 	return 0;
 }
 
@@ -753,7 +790,6 @@ static int smtplimit_proc_open(struct inode *inode, struct file *file)
 	if (!s)
 		return -ENOMEM;
 	s->table = pde_data(inode);
-	rhashtable_walk_enter(&s->table->ht, &s->iter);
 	return 0;
 }
 
@@ -762,7 +798,7 @@ static int smtplimit_proc_release(struct inode *inode, struct file *file)
 	struct seq_file *m = file->private_data;
 	struct smtplimit_seq *s = m->private;
 
-	rhashtable_walk_exit(&s->iter);
+	kvfree(s->rows);
 	return seq_release_private(inode, file);
 }
 

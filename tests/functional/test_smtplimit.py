@@ -591,6 +591,52 @@ def test_write_errors_change_nothing(env):
     expect(env.write("smtp_limit", fits) == f"OK {len(fits)}", "a write of 128 KiB")
 
 
+def bans(first, count, seconds=600):
+    """Ban lines for COUNT sources from 240.FIRST.0.0 on (reserved)."""
+    return "".join(f"+240.{first + i // 62500}.{i // 250 % 250}.{i % 250} {seconds}\n"
+                   for i in range(count))
+
+
+READ_ACROSS = """
+import os, sys
+path, more = sys.argv[1], sys.stdin.read().encode()
+r = os.open(path, os.O_RDONLY)
+text = os.read(r, 4096)
+w = os.open(path, os.O_WRONLY)
+at = 0
+while at < len(more):
+    end = more.rfind(b"\\n", at, at + 100000) + 1
+    os.write(w, more[at:end])
+    at = end
+os.write(w, b"-240.0.0.0/24\\n")
+while chunk := os.read(r, 65536):
+    text += chunk
+sys.stdout.write(text.decode())
+"""
+
+
+def test_read_is_one_picture(env):
+    """A read lists the table as it was when the read began, each source
+    once, sorted, even when sources are added and forgotten meanwhile and
+    the hash table grows under the reader."""
+    limit_rules(env, "--smtplimit", "2/h")
+    wrote(env, "smtp_limit", bans(0, 2000))
+    more = bans(1, 30000)
+    text = env.ns(env.srv, PY, "-c", READ_ACROSS, env.proc_path("smtp_limit"),
+                  input=more).stdout
+    p = Proc(text)
+    sources = [l.split()[0] for l in text.splitlines()[2:]]
+    first = {f"{a}/32" for a in bans(0, 2000).replace("+", "").split()[::2]}
+    expect(len(sources) == 2000 and set(sources) == first,
+           f"{len(sources)} rows, {len(set(sources))} distinct, "
+           f"{len(set(sources) - first)} not of the first 2000")
+    expect(p.entries()[0] == 2000, p.header["entries"])
+    key = [tuple(int(x) for x in s[:-3].split(".")) for s in sources]
+    expect(key == sorted(key), "rows sorted by address")
+    after = env.proc("smtp_limit")
+    expect(after.entries()[0] == 2000 + 30000 - 250, after.header["entries"])
+
+
 def test_write_needs_cap_net_admin(env):
     """Writing takes CAP_NET_ADMIN; reading does not."""
     limit_rules(env, "--smtplimit", "2/h")
