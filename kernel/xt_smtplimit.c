@@ -557,8 +557,10 @@ static u32 smtplimit_table_newest(struct smtplimit_table *t,
 
 /*
  * proc: one file per table. Reading position 0 copies the live entries into
- * a private array sorted by address, and the read lists that copy: one
- * consistent picture, however slowly the reader goes.
+ * a private array sorted by address, and the read lists that copy: each
+ * source once, all figures against one now, however slowly the reader goes.
+ * The copy is not atomic: an entry created while it goes may be in it, an
+ * entry freed meanwhile may still be.
  *
  * Listing straight from an rhashtable walk across read() calls would list
  * some sources twice: the walk starts over from the first bucket when the
@@ -580,6 +582,7 @@ struct smtplimit_seq {
 	struct smtplimit_table *table;
 	struct smtplimit_row *rows;	/* sorted, no address twice */
 	u32 nrows;
+	u32 live;			/* the header's count of entries */
 	u64 now;			/* the moment the rows were copied */
 	struct smtplimit_bucket bucket;	/* the header's rate and burst */
 	u32 rate;
@@ -680,6 +683,11 @@ static int smtplimit_seq_snapshot(struct smtplimit_seq *s)
 			rows[n++] = rows[i];
 	s->rows = rows;
 	s->nrows = n;
+	/*
+	 * A source evicted while the copy went on may be listed with the one
+	 * that took its place; the table never held more than its places.
+	 */
+	s->live = min_t(u32, n, atomic_read(&t->count));
 	return 0;
 }
 
@@ -736,7 +744,7 @@ static void smtplimit_seq_header(struct seq_file *m, struct smtplimit_seq *s)
 	}
 	unit = smtplimit_rate_split(s->rate, &count);
 	seq_printf(m, "# %s: rate %u/%s burst %u srcmask %u entries %u/%u",
-		   t->name, count, unit, s->bucket.burst, t->srcmask, s->nrows,
+		   t->name, count, unit, s->bucket.burst, t->srcmask, s->live,
 		   s->max);
 	seq_printf(m, " passed %llu denied %llu evicted %llu untracked %llu",
 		   sum.passed, sum.denied, sum.evicted, sum.untracked);
