@@ -5,12 +5,12 @@ with the default htable-max of 65536, inside the test guest.
 
 pktgen in the client namespace sends one UDP packet from each address of
 240.0.0.0/12 in turn (src_min..src_max, sequential) to the server. The
-server's table "flood" is shared by two rules: UDP at 6/minute burst 1 (a
-flood source's bucket is full again 10 s after its packet, so GC empties the
-table seconds after the flood) and TCP SYNs at 2/hour burst 2 (the
-legitimate clients, from 192.0.2.0/24):
+server's table "flood" is shared by two rules: UDP at one per --refill
+seconds, burst 1 (a flood source's bucket is full again that long after its
+packet, so GC empties the table soon after the flood) and TCP SYNs at 2/hour
+burst 2 (the legitimate clients, from 192.0.2.0/24):
 
-    -A INPUT -p udp -m smtplimit --smtplimit-name flood --smtplimit 6/min --smtplimit-burst 1 -j DROP
+    -A INPUT -p udp -m smtplimit --smtplimit-name flood --smtplimit 360/hour --smtplimit-burst 1 -j DROP
     -A INPUT -p tcp --syn -m smtplimit --smtplimit-name flood --smtplimit 2/h --smtplimit-burst 2 -j ACCEPT
     -A INPUT -p tcp --syn -j REJECT --reject-with tcp-reset
     -A INPUT -p udp -j DROP
@@ -19,10 +19,17 @@ Checked: the table never holds more than its maximum (the proc header,
 sampled during the flood); a source tracked before the flood keeps its exact
 state, or comes back with a full bucket if it was evicted; a new source
 arriving during the flood gets its burst; the rules' packet counters add up
-to what pktgen sent; after the flood GC empties the table and memory
-(Slab + VmallocUsed + Percpu) returns to within 5% of its level before.
+to what pktgen sent; no whole read lists a source twice; after the flood
+GC empties the table and memory (Slab + VmallocUsed + Percpu) returns to
+within 5% of its level before.
 
-    flood.py [--count N] [--ratep PPS] [--backend legacy|nft]
+The table fills only if pktgen sends more than 65536 packets per refill
+period: the default 10 s wants 6,554 pps. Where pktgen is slower (a KASAN
+kernel under TCG reaches about 850 pps) a longer --refill fills it. On a
+KASAN kernel the memory check is skipped and says so: KASAN's quarantine
+holds freed objects back, which kmemleak's scan after rmmod covers instead.
+
+    flood.py [--count N] [--ratep PPS] [--refill SECONDS] [--backend legacy|nft]
 
 Prints the figures, then "flood: N passed, N failed".
 """
@@ -77,12 +84,23 @@ def read_proc():
     return p
 
 
+def kasan():
+    """KASAN quarantines freed objects, so Slab lags behind frees."""
+    with open("/proc/kallsyms") as f:
+        return any(" kasan_quarantine_put" in line for line in f)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=1000000)
     ap.add_argument("--ratep", type=int, default=20000)
+    ap.add_argument("--refill", type=int, default=10,
+                    help="seconds until a flood source's bucket is full again")
     ap.add_argument("--backend", default="legacy", choices=("legacy", "nft"))
     a = ap.parse_args()
+    if a.refill <= 0 or 3600 % a.refill:
+        ap.error("--refill must divide an hour")
+    quarantine = kasan()
     results = []
 
     def check(name, ok, detail=""):
@@ -94,7 +112,7 @@ def main():
     try:
         ipt = env.ipt
         ipt("-A", "INPUT", "-p", "udp", "-m", "smtplimit", "--smtplimit-name", "flood",
-            "--smtplimit", "6/min", "--smtplimit-burst", "1", "-j", "DROP")
+            "--smtplimit", f"{3600 // a.refill}/hour", "--smtplimit-burst", "1", "-j", "DROP")
         ipt("-A", "INPUT", "-p", "tcp", "--syn", "-m", "smtplimit", "--smtplimit-name",
             "flood", "--smtplimit", "2/h", "--smtplimit-burst", "2", "-j", "ACCEPT")
         ipt("-A", "INPUT", "-p", "tcp", "--syn", "-j", "REJECT", "--reject-with", "tcp-reset")
@@ -163,10 +181,11 @@ def main():
             print(f"# samples over the maximum: {over}", flush=True)
         print("# whole reads during the flood (header entries, rows, distinct rows): "
               + ", ".join(f"{h} {r} {d}" for h, r, d in full_reads), flush=True)
-        check("no source listed twice in a read",
-              all(r == d for _, r, d in full_reads))
-        # Not checked: a read takes seconds while the flood evicts and
-        # inserts, so its distinct sources may exceed the maximum.
+        check("no source listed twice in a read", full_reads and all(r == d for _, r, d in full_reads))
+        # The header's count of a read is checked with the samples. Its rows
+        # may exceed the maximum: a read copies the table while the flood
+        # evicts and inserts, so an evicted source and its successor may
+        # both be listed.
         pgres = env.ns(env.cli, "cat", f"{pg}/veth1").stdout
         sofar = int(re.search(r"pkts-sofar: (\d+)", pgres).group(1))
         errors = int(re.search(r"errors: (\d+)", pgres).group(1))
@@ -226,22 +245,23 @@ def main():
               f"evicted {h['evicted']}, untracked {h['untracked']}, "
               f"created {h.get('created')}, gc_freed {h.get('gc_freed')}", flush=True)
 
-        # After the flood: GC frees every flood source within seconds. The
-        # legitimate ones (debt of an hour) are forgotten by hand.
-        end = time.monotonic() + 60
+        # After the flood: GC frees every flood source once its bucket is
+        # full again. The legitimate ones (debt of an hour) are forgotten
+        # by hand.
+        end = time.monotonic() + a.refill + 60
         while time.monotonic() < end:
             rest = [k for k in read_proc().rows if not k.startswith("192.0.2.")]
             if not rest:
                 break
             time.sleep(1)
         check("GC freed every flood source", not rest,
-              f"{len(rest)} left after {time.monotonic() - end + 60:.0f} s")
+              f"{len(rest)} left after {time.monotonic() - end + a.refill + 60:.0f} s")
         with open(PROC, "w") as f:
             f.write("-192.0.2.0/24\n")
         n = entries(header())[0]
         check("the table is empty", n == 0, f"{n} entries")
         mem1, m1 = meminfo()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + (0 if quarantine else 60)
         while mem1 > mem0 * 1.05 and time.monotonic() < deadline:
             time.sleep(2)
             mem1, m1 = meminfo()
@@ -254,7 +274,12 @@ def main():
         print(f"# memory (Slab+VmallocUsed+Percpu): before {mem0 >> 10} kB, after {mem1 >> 10} kB "
               f"({100.0 * (mem1 - mem0) / mem0:+.1f}%); "
               + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in kb.items()), flush=True)
-        check("memory back within 5% of its level before the flood", mem1 <= mem0 * 1.05)
+        if quarantine:
+            print("# skip - memory back within 5%: KASAN's quarantine holds freed "
+                  "objects (kmemleak scans after rmmod)", flush=True)
+        else:
+            check("memory back within 5% of its level before the flood",
+                  mem1 <= mem0 * 1.05)
     finally:
         env.close()
     failed = results.count(False)
