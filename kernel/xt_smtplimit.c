@@ -562,11 +562,13 @@ static u32 smtplimit_table_newest(struct smtplimit_table *t,
  * The copy is not atomic: an entry created while it goes may be in it, an
  * entry freed meanwhile may still be.
  *
- * Listing straight from an rhashtable walk across read() calls would list
- * some sources twice: the walk starts over from the first bucket when the
- * table is resized under it, and one stopped to reschedule next to an entry
- * that is then unlinked may meet a neighbour again. The copy starts over
- * when the walk does, and the sort puts any other repeat next to its twin.
+ * An rhashtable walk meets every entry present throughout at least once,
+ * some twice: it starts over from the first bucket when the table is
+ * resized under it, and one stopped to reschedule next to an entry that is
+ * then unlinked may meet a neighbour again. Listing straight from the walk
+ * would show those sources twice; the copy keeps everything the walk met
+ * (starting it over would lose entries not yet moved to the new table),
+ * and the sort puts each repeat next to its twin, to be dropped.
  * A table of N sources costs a reader N rows of memory while it is open,
  * charged to the reader and freed when it reaches the end.
  */
@@ -599,7 +601,7 @@ static int smtplimit_row_cmp(const void *a, const void *b)
 /*
  * Copies the entries neither full nor dead at @s->now into @rows. Returns how
  * many, or -ENOSPC when more than @room were met: entries were created faster
- * than the walk went, or it met some twice.
+ * than the walk went, or a resize made it meet them twice.
  */
 static int smtplimit_seq_copy(struct smtplimit_seq *s,
 			      struct smtplimit_row *rows, u32 room)
@@ -613,10 +615,8 @@ static int smtplimit_seq_copy(struct smtplimit_seq *s,
 	rhashtable_walk_enter(&t->ht, &iter);
 	rhashtable_walk_start(&iter);
 	while ((e = rhashtable_walk_next(&iter))) {
-		if (IS_ERR(e)) {	/* -EAGAIN: resized, the walk starts over */
-			n = 0;
+		if (IS_ERR(e))		/* -EAGAIN: resized, the walk goes on */
 			continue;
-		}
 		spin_lock_bh(&e->lock);
 		if (!e->dead && !smtplimit_is_full(e->tat, s->now)) {
 			if (n == room) {
@@ -636,8 +636,7 @@ static int smtplimit_seq_copy(struct smtplimit_seq *s,
 		if (++walked % SMTPLIMIT_WALK_BATCH == 0) {
 			rhashtable_walk_stop(&iter);
 			cond_resched();
-			if (rhashtable_walk_start_check(&iter) == -EAGAIN)
-				n = 0;	/* resized meanwhile: starts over */
+			rhashtable_walk_start(&iter);
 		}
 	}
 	rhashtable_walk_stop(&iter);
