@@ -104,7 +104,7 @@ def main():
     results = []
 
     def check(name, ok, detail=""):
-        results.append(ok)
+        results.append(bool(ok))
         print(f"{'ok' if ok else 'not ok'} {len(results)} - {name}"
               + (f": {detail}" if detail else ""), flush=True)
 
