@@ -591,6 +591,14 @@ struct smtplimit_seq {
 	u32 max;
 };
 
+/* Gives the copy back; the next read of position 0 takes a new one. */
+static void smtplimit_seq_free(struct smtplimit_seq *s)
+{
+	kvfree(s->rows);
+	s->rows = NULL;
+	s->nrows = 0;
+}
+
 static int smtplimit_row_cmp(const void *a, const void *b)
 {
 	const struct smtplimit_row *ra = a, *rb = b;
@@ -652,9 +660,7 @@ static int smtplimit_seq_snapshot(struct smtplimit_seq *s)
 	u32 room, i, n, copied;
 	int err;
 
-	kvfree(s->rows);
-	s->rows = NULL;
-	s->nrows = 0;
+	smtplimit_seq_free(s);
 	s->now = smtplimit_now();
 	s->rate = smtplimit_table_newest(t, &s->bucket);
 	s->max = READ_ONCE(t->max);
@@ -701,10 +707,7 @@ static void *smtplimit_seq_start(struct seq_file *m, loff_t *pos)
 	}
 	if (*pos <= s->nrows)
 		return &s->rows[*pos - 1];
-	/* The end: give the copy back until the file is read again. */
-	kvfree(s->rows);
-	s->rows = NULL;
-	s->nrows = 0;
+	smtplimit_seq_free(s);	/* the end */
 	return NULL;
 }
 
@@ -805,7 +808,7 @@ static int smtplimit_proc_release(struct inode *inode, struct file *file)
 	struct seq_file *m = file->private_data;
 	struct smtplimit_seq *s = m->private;
 
-	kvfree(s->rows);
+	smtplimit_seq_free(s);
 	return seq_release_private(inode, file);
 }
 
