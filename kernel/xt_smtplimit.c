@@ -831,6 +831,32 @@ struct smtplimit_cmd {
 	u8 len;				/* prefix length of a forget */
 };
 
+/*
+ * in4_pton() and in6_pton() take more than inet_pton(3) does: leading zeros
+ * in a dotted part ("192.0.2.010", which inet_aton(3) reads as octal, so as
+ * 192.0.2.8) and hex groups of more than four digits ("02001:db8::1"). Refuse
+ * both, so that an address written here means what it means to every other
+ * tool. Each run of digits is decimal if a dot touches it, else hex.
+ */
+static bool smtplimit_addr_canonical(const char *p, size_t len)
+{
+	size_t i, start;
+
+	for (i = 0; i < len; i = start + 1) {
+		for (start = i; start < len && isxdigit(p[start]); start++)
+			;
+		if (start == i)
+			continue;
+		if ((i > 0 && p[i - 1] == '.') || (start < len && p[start] == '.')) {
+			if (p[i] == '0' && start - i > 1)
+				return false;
+		} else if (start - i > 4) {
+			return false;
+		}
+	}
+	return true;
+}
+
 static int smtplimit_parse_cmd(const struct smtplimit_table *t,
 			       const char *line, struct smtplimit_cmd *cmd)
 {
@@ -856,7 +882,7 @@ static int smtplimit_parse_cmd(const struct smtplimit_table *t,
 		ok = in4_pton(p, len, (u8 *)&cmd->addr.ip, -1, &end);
 	else
 		ok = in6_pton(p, len, cmd->addr.ip6.s6_addr, -1, &end);
-	if (!ok || end != p + len)
+	if (!ok || end != p + len || !smtplimit_addr_canonical(p, len))
 		return -EINVAL;
 	p += len;
 	cmd->len = width;

@@ -532,6 +532,8 @@ def test_write_ipv6(env):
     expect(env.connect("2001:db8:3::1") == "R", "banned /64")
     expect(env.write("smtp_limit", "+192.0.2.1\n", v6=True) == "ERR EINVAL",
            "an IPv4 address in an IPv6 table")
+    expect(env.write("smtp_limit", "+02001:db8:3::77\n", v6=True) == "ERR EINVAL",
+           "a group of five hex digits")
 
 
 def test_write_ban(env):
@@ -580,7 +582,7 @@ def test_write_errors_change_nothing(env):
            "+192.0.2.1 0", "+192.0.2.1 31536001", "+192.0.2.1 ", "+192.0.2.1  60",
            "+192.0.2.1 60s", "+192.0.2.1 +60", "-192.0.2.1 x", "+192.0.2.1\r",
            "//", "/ ", "+ 192.0.2.1", "+192.0.2.1/32",
-           "-" + "0" * 60 + "192.0.2.1", "+192.0.2.1\x00"]
+           "-" + "0" * 60 + "192.0.2.1", "+192.0.2.1\x00", "+192.0.2.010"]
     for line in bad:
         got = env.write("smtp_limit", good + line + "\n")
         expect(got == "ERR EINVAL", f"{line!r}: {got}")

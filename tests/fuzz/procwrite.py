@@ -75,10 +75,8 @@ def addr_ok(text, v6):
             return False
     if not re.fullmatch(rb"[0-9]+(\.[0-9]+){3}", text):
         return False
-    parts = text.split(b".")
-    if any(len(p) > 1 and p.startswith(b"0") for p in parts):
-        return None		# leading zeros: README does not say; in4_pton takes them
-    return all(len(p) <= 3 and int(p) <= 255 for p in parts)
+    return all(p == b"0" or not p.startswith(b"0") and int(p) <= 255
+               for p in text.split(b"."))
 
 
 def line_ok(line, v6):
