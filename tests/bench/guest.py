@@ -221,6 +221,37 @@ class Bench:
             r["judged"] = c[-1] if rule else 0
         return r
 
+    def profile(self, name, rules, send, copies=COPIES):
+        """One more round of each rule set under perf's cpu-clock sampler on
+        every CPU (TCG has no PMU): the busiest kernel symbols, idle excluded.
+        Unlike the timed rounds, no proc header is read around it."""
+        prof = {}
+        for s, rule in rules.items():
+            data = os.path.join(OUT, f"perf-{name}-{s}.data")
+            perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-a",
+                                     "-F", "2000", "-o", data],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            time.sleep(1)   # perf is sampling before the round starts
+            try:
+                r = self.round(rule, send, copies=copies)
+            finally:
+                perf.send_signal(signal.SIGINT)
+                err = perf.communicate()[1]
+            out = subprocess.run(["perf", "report", "-i", data, "--stdio", "-q", "-n",
+                                  "--sort", "dso,sym"], capture_output=True, text=True)
+            # perf record re-raises the SIGINT that ends it, once its data is written.
+            if perf.returncode in (0, -signal.SIGINT) and out.returncode == 0:
+                prof[s] = top_symbols(out.stdout)
+            else:
+                prof[s] = {"error": f"perf record status {perf.returncode}, report status"
+                                    f" {out.returncode}: {(err + out.stderr).strip()[-300:]}"}
+            prof[s]["pps"] = r["pps"]
+            if os.path.exists(data):
+                os.unlink(data)
+            log(f"{name} profile {s}: {prof[s]}")
+        self.use(None)
+        return prof
+
     def rounds(self, name, rules, send, v6=False, rounds=ROUNDS, copies=COPIES):
         """Interleaved rounds of every rule set; returns the per-set list."""
         res = {s: [] for s in rules}
@@ -235,6 +266,28 @@ class Bench:
                     f" matched {r['matched']}, dropped {r['dropped']}")
         self.use(None, v6)
         return res
+
+
+IDLE = re.compile(r"idle|safe_halt|mwait|poll_idle")
+
+
+def top_symbols(report, n=8):
+    """perf report lines ("12.3%  456  [kernel.kallsyms]  [k] sym") to the
+    top @n symbols as shares of the samples outside the idle loop, plus
+    each module's total share."""
+    rows = []
+    for line in report.splitlines():
+        m = re.match(r"\s*[\d.]+%\s+(\d+)\s+(\S+)\s+\[.\]\s+(\S+)", line)
+        if m and not IDLE.search(m.group(3)):
+            rows.append((int(m.group(1)), m.group(2), m.group(3)))
+    busy = sum(r[0] for r in rows) or 1
+    mods = {}
+    for c, dso, _ in rows:
+        if dso.startswith("[xt_"):
+            mods[dso.strip("[]")] = mods.get(dso.strip("[]"), 0) + c
+    return {"busy_samples": busy,
+            "top": [(sym, round(100 * c / busy, 1)) for c, _, sym in sorted(rows, reverse=True)[:n]],
+            "modules": {k: round(100 * v / busy, 1) for k, v in mods.items()}}
 
 
 def med(rs, key="pps"):
@@ -294,7 +347,9 @@ def run_all(b, R):
     b.pin([HL, SL])
     res = b.rounds("s1", {"none": None, "hashlimit": HL, "smtplimit": SL},
                    lambda: b.pktgen(PKTS))
-    sc["1"] = dict(costs(res), raw=res)
+    sc["1"] = dict(costs(res), raw=res,
+                   profile=b.profile("s1", {"hashlimit": HL, "smtplimit": SL},
+                                     lambda: b.pktgen(PKTS)))
 
     # 2. 10,000 distinct sources, in order.
     log("scenario 2: 10,000 sources")
@@ -319,9 +374,10 @@ def run_all(b, R):
     # One rule: hashlimit's first copy would hot-drop and skip the others.
     res = b.rounds("s3", {"none": None, "hashlimit": HL, "smtplimit": SL},
                    lambda: flood(PKTS), copies=1)
+    prof = b.profile("s3", {"hashlimit": HL, "smtplimit": SL}, lambda: flood(PKTS), copies=1)
     hl_entries = b.lines(SRV, "ipt_hashlimit/b")
     sc["3"] = dict(costs(res, copies=1), raw=res, fill=fill, hashlimit_entries=hl_entries,
-                   smtplimit_header=b.smtp_header())
+                   smtplimit_header=b.smtp_header(), profile=prof)
 
     # Memory per tracked source: 100,000 distinct sources into a fresh table.
     log("memory per source")
@@ -529,6 +585,19 @@ def report(R):
         L.append(f"- tables after: hashlimit {s['hashlimit_entries']} entries;"
                  f" smtplimit entries {s['smtplimit_header']['entries']},"
                  f" evicted {s['smtplimit_header'].get('evicted')}, untracked {s['smtplimit_header'].get('untracked')}")
+    for k in ("1", "3"):
+        prof = sc.get(k, {}).get("profile")
+        if not prof:
+            continue
+        L += ["", f"Profile of scenario {k}: one more round of each rule set under `perf record -e"
+              " cpu-clock -a` (TCG has no PMU), shares of the samples outside the idle loop:", ""]
+        for m, p in prof.items():
+            if "error" in p:
+                L.append(f"- {m}: perf failed: {p['error']}")
+                continue
+            L.append(f"- {m} ({p['pps']:.0f} pps, {p['busy_samples']} samples; modules: "
+                     + (", ".join(f"{d} {v}%" for d, v in p["modules"].items()) or "none")
+                     + "): " + ", ".join(f"{sym} {v}%" for sym, v in p["top"]))
     if "4" in sc:
         f = sc["4"]["fill"]
         L += ["", f"Scenario 4 fill (untimed, one packet per source): smtplimit {f['smtplimit']['pps']:.0f} pps"
