@@ -838,7 +838,7 @@ struct smtplimit_cmd {
  * both, so that an address written here means what it means to every other
  * tool. Each run of digits is decimal if a dot touches it, else hex.
  */
-static bool smtplimit_addr_canonical(const char *p, size_t len)
+static bool smtplimit_addr_as_inet_pton(const char *p, size_t len)
 {
 	size_t i, start;
 
@@ -882,7 +882,7 @@ static int smtplimit_parse_cmd(const struct smtplimit_table *t,
 		ok = in4_pton(p, len, (u8 *)&cmd->addr.ip, -1, &end);
 	else
 		ok = in6_pton(p, len, cmd->addr.ip6.s6_addr, -1, &end);
-	if (!ok || end != p + len || !smtplimit_addr_canonical(p, len))
+	if (!ok || end != p + len || !smtplimit_addr_as_inet_pton(p, len))
 		return -EINVAL;
 	p += len;
 	cmd->len = width;
