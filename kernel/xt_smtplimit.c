@@ -300,6 +300,56 @@ static bool smtplimit_entry_kill(struct smtplimit_table *t,
 }
 
 /*
+ * Call @visit on each entry of the table until it returns false. Only RCU
+ * is held, and it is dropped every SMTPLIMIT_WALK_BATCH entries, so the
+ * caller must be free to sleep; no bucket lock is held across entries. A
+ * walk meets every entry present throughout at least once, some twice: see
+ * the proc read.
+ */
+static void smtplimit_walk(struct smtplimit_table *t,
+			   bool (*visit)(struct smtplimit_table *t,
+					 struct smtplimit_entry *e, void *arg),
+			   void *arg)
+{
+	struct rhashtable_iter iter;
+	struct smtplimit_entry *e;
+	unsigned int walked = 0;
+
+	rhashtable_walk_enter(&t->ht, &iter);
+	rhashtable_walk_start(&iter);
+	while ((e = rhashtable_walk_next(&iter))) {
+		if (IS_ERR(e))		/* -EAGAIN: resized, the walk goes on */
+			continue;
+		if (!visit(t, e, arg))
+			break;
+		if (++walked % SMTPLIMIT_WALK_BATCH == 0) {
+			rhashtable_walk_stop(&iter);
+			cond_resched();
+			rhashtable_walk_start(&iter);
+		}
+	}
+	rhashtable_walk_stop(&iter);
+	rhashtable_walk_exit(&iter);
+}
+
+/* A ban keeps its entry from eviction while the debt is beyond @tolerance. */
+static bool smtplimit_ban_holds(const struct smtplimit_entry *e, u64 debt,
+				u64 tolerance)
+{
+	return READ_ONCE(e->banned) && debt > tolerance;
+}
+
+/* Evict @e, unless someone else killed it first. */
+static bool smtplimit_evict_entry(struct smtplimit_table *t,
+				  struct smtplimit_entry *e, u64 now)
+{
+	if (!smtplimit_entry_kill(t, e, now, true))
+		return false;
+	this_cpu_inc(t->stats->evicted);
+	return true;
+}
+
+/*
  * Unhash, out of a sample of at least SMTPLIMIT_EVICT_SAMPLE entries from a
  * random run of buckets, the one whose bucket will be full soonest; banned
  * sources are never taken. Its place in the table and netns counts passes to
@@ -334,7 +384,7 @@ static bool smtplimit_evict(struct smtplimit_table *t, u64 now)
 					       (start + i) & (tbl->size - 1), node) {
 				seen++;
 				debt = smtplimit_debt(READ_ONCE(e->tat), now);
-				if (READ_ONCE(e->banned) && debt > tolerance)
+				if (smtplimit_ban_holds(e, debt, tolerance))
 					continue;
 				if (debt < best && !READ_ONCE(e->dead)) {
 					best = debt;
@@ -343,10 +393,18 @@ static bool smtplimit_evict(struct smtplimit_table *t, u64 now)
 			}
 		}
 	}
-	if (!victim || !smtplimit_entry_kill(t, victim, now, true))
+	return victim && smtplimit_evict_entry(t, victim, now);
+}
+
+/* Reserve a place in the table and netns counts, in both or neither. */
+static bool smtplimit_place_free(struct smtplimit_table *t)
+{
+	if (!smtplimit_inc_below(&t->count, READ_ONCE(t->max)))
 		return false;
-	this_cpu_inc(t->stats->evicted);
-	return true;
+	if (smtplimit_inc_below(&t->sn->entries, READ_ONCE(netns_max_entries)))
+		return true;
+	atomic_dec(&t->count);
+	return false;
 }
 
 /*
@@ -358,23 +416,11 @@ static bool smtplimit_evict(struct smtplimit_table *t, u64 now)
  */
 static bool smtplimit_take_place(struct smtplimit_table *t, u64 now)
 {
-	bool got_table, got_net;
 	unsigned int tries;
 
-	for (tries = 0; tries < SMTPLIMIT_PLACE_TRIES; tries++) {
-		got_table = smtplimit_inc_below(&t->count, READ_ONCE(t->max));
-		got_net = smtplimit_inc_below(&t->sn->entries,
-					      READ_ONCE(netns_max_entries));
-		if (got_table && got_net)
+	for (tries = 0; tries < SMTPLIMIT_PLACE_TRIES; tries++)
+		if (smtplimit_place_free(t) || smtplimit_evict(t, now))
 			return true;
-		/* Give back what was taken: an evicted entry's places become ours. */
-		if (got_table)
-			atomic_dec(&t->count);
-		if (got_net)
-			atomic_dec(&t->sn->entries);
-		if (smtplimit_evict(t, now))
-			return true;
-	}
 	return false;
 }
 
@@ -481,6 +527,7 @@ struct smtplimit_sweep {
 	bool to_max;			/* stop once down to the maximum */
 	const union smtplimit_addr *prefix;	/* if set, only within it: */
 	const union smtplimit_addr *mask;	/* prefix is masked with it */
+	unsigned int killed;		/* out: how many were unhashed */
 };
 
 static bool smtplimit_in_prefix(const struct smtplimit_table *t,
@@ -496,39 +543,28 @@ static bool smtplimit_in_prefix(const struct smtplimit_table *t,
 	return true;
 }
 
-/*
- * Walk the table and unhash the entries @sw selects; returns how many. Only
- * RCU is held, and it is dropped every SMTPLIMIT_WALK_BATCH entries; no
- * bucket lock is held across entries.
- */
-static unsigned int smtplimit_sweep(struct smtplimit_table *t,
-				    const struct smtplimit_sweep *sw)
+static bool smtplimit_sweep_visit(struct smtplimit_table *t,
+				  struct smtplimit_entry *e, void *arg)
 {
-	struct rhashtable_iter iter;
-	struct smtplimit_entry *e;
-	unsigned int walked = 0, killed = 0;
+	struct smtplimit_sweep *sw = arg;
 
-	rhashtable_walk_enter(&t->ht, &iter);
-	rhashtable_walk_start(&iter);
-	while ((e = rhashtable_walk_next(&iter))) {
-		if (IS_ERR(e))		/* -EAGAIN: resized, walk goes on */
-			continue;
-		if (sw->to_max && atomic_read(&t->count) <= READ_ONCE(t->max))
-			break;
-		if ((!sw->prefix || smtplimit_in_prefix(t, &e->addr, sw)) &&
-		    smtplimit_entry_kill(t, e, sw->now, sw->any)) {
-			smtplimit_release_place(t);
-			killed++;
-		}
-		if (++walked % SMTPLIMIT_WALK_BATCH == 0) {
-			rhashtable_walk_stop(&iter);
-			cond_resched();
-			rhashtable_walk_start(&iter);
-		}
+	if (sw->to_max && atomic_read(&t->count) <= READ_ONCE(t->max))
+		return false;
+	if ((!sw->prefix || smtplimit_in_prefix(t, &e->addr, sw)) &&
+	    smtplimit_entry_kill(t, e, sw->now, sw->any)) {
+		smtplimit_release_place(t);
+		sw->killed++;
 	}
-	rhashtable_walk_stop(&iter);
-	rhashtable_walk_exit(&iter);
-	return killed;
+	return true;
+}
+
+/* Unhash the entries @sw selects; returns how many. */
+static unsigned int smtplimit_sweep(struct smtplimit_table *t,
+				    struct smtplimit_sweep *sw)
+{
+	sw->killed = 0;
+	smtplimit_walk(t, smtplimit_sweep_visit, sw);
+	return sw->killed;
 }
 
 static void smtplimit_gc(struct work_struct *work)
@@ -607,58 +643,48 @@ static int smtplimit_row_cmp(const void *a, const void *b)
 }
 
 /*
- * Copies the entries neither full nor dead at @s->now into @rows. Returns how
- * many, or -ENOSPC when more than @room were met: entries were created faster
- * than the walk went, or a resize made it meet them twice.
+ * The entries neither full nor dead at @now, copied into @rows. More than
+ * @room of them means entries were created faster than the walk went, or a
+ * resize made it meet them twice.
  */
-static int smtplimit_seq_copy(struct smtplimit_seq *s,
-			      struct smtplimit_row *rows, u32 room)
+struct smtplimit_copy {
+	struct smtplimit_row *rows;
+	u32 room;
+	u32 n;				/* rows filled */
+	u64 now;
+	bool overflow;			/* met more than @room */
+};
+
+static bool smtplimit_copy_visit(struct smtplimit_table *t,
+				 struct smtplimit_entry *e, void *arg)
 {
-	struct smtplimit_table *t = s->table;
-	struct rhashtable_iter iter;
-	struct smtplimit_entry *e;
-	u32 n = 0, walked = 0;
-	int err = 0;
+	struct smtplimit_copy *c = arg;
+	struct smtplimit_row *row;
 
-	rhashtable_walk_enter(&t->ht, &iter);
-	rhashtable_walk_start(&iter);
-	while ((e = rhashtable_walk_next(&iter))) {
-		if (IS_ERR(e))		/* -EAGAIN: resized, the walk goes on */
-			continue;
-		spin_lock_bh(&e->lock);
-		if (!e->dead && !smtplimit_is_full(e->tat, s->now)) {
-			if (n == room) {
-				spin_unlock_bh(&e->lock);
-				err = -ENOSPC;
-				break;
-			}
-			memset(&rows[n].addr, 0, sizeof(rows[n].addr));
-			memcpy(&rows[n].addr, &e->addr, t->ht.p.key_len);
-			rows[n].tat = e->tat;
-			rows[n].passed = e->passed;
-			rows[n].denied = e->denied;
-			n++;
-		}
-		spin_unlock_bh(&e->lock);
-
-		if (++walked % SMTPLIMIT_WALK_BATCH == 0) {
-			rhashtable_walk_stop(&iter);
-			cond_resched();
-			rhashtable_walk_start(&iter);
+	spin_lock_bh(&e->lock);
+	if (!e->dead && !smtplimit_is_full(e->tat, c->now)) {
+		if (c->n == c->room) {
+			c->overflow = true;
+		} else {
+			row = &c->rows[c->n++];
+			memset(&row->addr, 0, sizeof(row->addr));
+			memcpy(&row->addr, &e->addr, t->ht.p.key_len);
+			row->tat = e->tat;
+			row->passed = e->passed;
+			row->denied = e->denied;
 		}
 	}
-	rhashtable_walk_stop(&iter);
-	rhashtable_walk_exit(&iter);
-	return err ?: n;
+	spin_unlock_bh(&e->lock);
+	return !c->overflow;
 }
 
 /* Position 0: the header's figures and the rows, all from one now. */
 static int smtplimit_seq_snapshot(struct smtplimit_seq *s)
 {
 	struct smtplimit_table *t = s->table;
+	struct smtplimit_copy c = {};
 	struct smtplimit_row *rows;
-	u32 room, i, n, copied;
-	int err;
+	u32 i, n;
 
 	smtplimit_seq_free(s);
 	s->now = smtplimit_now();
@@ -666,24 +692,28 @@ static int smtplimit_seq_snapshot(struct smtplimit_seq *s)
 	s->max = READ_ONCE(t->max);
 
 	/* Live entries hold places, so count bounds them but for a race. */
-	room = atomic_read(&t->count);
-	room += room / 8 + 64;
+	c.room = atomic_read(&t->count);
+	c.room += c.room / 8 + 64;
+	c.now = s->now;
 	for (;;) {
-		rows = kvmalloc_array(room, sizeof(*rows), GFP_KERNEL_ACCOUNT);
-		if (!rows)
+		c.rows = kvmalloc_array(c.room, sizeof(*c.rows),
+					GFP_KERNEL_ACCOUNT);
+		if (!c.rows)
 			return -ENOMEM;
-		err = smtplimit_seq_copy(s, rows, room);
-		if (err >= 0)
+		c.n = 0;
+		c.overflow = false;
+		smtplimit_walk(t, smtplimit_copy_visit, &c);
+		if (!c.overflow)
 			break;
-		kvfree(rows);
-		if (room > XT_SMTPLIMIT_HTABLE_MAX_LIMIT)
+		kvfree(c.rows);
+		if (c.room > XT_SMTPLIMIT_HTABLE_MAX_LIMIT)
 			return -EBUSY;	/* the table would not hold still */
-		room *= 2;
+		c.room *= 2;
 	}
-	copied = err;
 
-	sort(rows, copied, sizeof(*rows), smtplimit_row_cmp, NULL);
-	for (i = 0, n = 0; i < copied; i++)
+	rows = c.rows;
+	sort(rows, c.n, sizeof(*rows), smtplimit_row_cmp, NULL);
+	for (i = 0, n = 0; i < c.n; i++)
 		if (n == 0 || smtplimit_row_cmp(&rows[n - 1], &rows[i]))
 			rows[n++] = rows[i];
 	s->rows = rows;
