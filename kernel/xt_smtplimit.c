@@ -424,15 +424,54 @@ static bool smtplimit_take_place(struct smtplimit_table *t, u64 now)
 	return false;
 }
 
+struct smtplimit_place_walk {
+	u64 now;
+	u64 tolerance;
+	bool got;			/* a place, free or evicted */
+};
+
+static bool smtplimit_place_visit(struct smtplimit_table *t,
+				  struct smtplimit_entry *e, void *arg)
+{
+	struct smtplimit_place_walk *pw = arg;
+	u64 debt = smtplimit_debt(READ_ONCE(e->tat), pw->now);
+
+	pw->got = smtplimit_place_free(t) ||
+		  (!smtplimit_ban_holds(e, debt, pw->tolerance) &&
+		   smtplimit_evict_entry(t, e, pw->now));
+	return !pw->got;
+}
+
+/*
+ * A place for a source banned through the proc file. Under a flood, other
+ * CPUs evicting, GC and sweeps can take every victim a sampled eviction
+ * picks; a writer may sleep, so it then walks the whole table for an entry
+ * to evict. It fails only when the walk finds none: every entry is held by
+ * a ban. Called without RCU held.
+ */
+static bool smtplimit_take_place_sure(struct smtplimit_table *t, u64 now)
+{
+	struct smtplimit_place_walk pw = {
+		.now = now, .tolerance = READ_ONCE(t->tolerance),
+	};
+
+	rcu_read_lock();
+	pw.got = smtplimit_take_place(t, now);
+	rcu_read_unlock();
+	if (!pw.got)
+		smtplimit_walk(t, smtplimit_place_visit, &pw);
+	return pw.got || smtplimit_place_free(t);
+}
+
 /*
  * Insert @e, allocated with a place taken for it, as the source @key with
- * debt until @tat. Returns @e, or the entry another CPU inserted for the
- * same source first (then @e is freed and its place given back), or NULL
- * when the table had no memory.
+ * debt until @tat, @banned or not. Returns @e, or the entry another CPU
+ * inserted for the same source first (then @e is freed and its place given
+ * back), or NULL when the table had no memory.
  */
 static struct smtplimit_entry *
 smtplimit_entry_insert(struct smtplimit_table *t, struct smtplimit_entry *e,
-		       const union smtplimit_addr *key, u64 tat)
+		       const union smtplimit_addr *key, u64 tat, bool banned)
 {
 	struct smtplimit_entry *old;
 
@@ -441,7 +480,7 @@ smtplimit_entry_insert(struct smtplimit_table *t, struct smtplimit_entry *e,
 	e->passed = 0;
 	e->denied = 0;
 	e->dead = false;
-	e->banned = false;
+	e->banned = banned;
 	if (smtplimit_is_ipv4(t))
 		e->addr.ip = key->ip;
 	else
@@ -476,7 +515,7 @@ smtplimit_entry_create(struct smtplimit_table *t,
 		kmem_cache_free(smtplimit_cache(t), e);
 		return NULL;
 	}
-	return smtplimit_entry_insert(t, e, key, now);
+	return smtplimit_entry_insert(t, e, key, now, false);
 }
 
 static bool smtplimit_mt(const struct sk_buff *skb, struct xt_action_param *par)
@@ -1001,8 +1040,9 @@ static unsigned int smtplimit_forget(struct smtplimit_table *t,
 
 /*
  * Set the ban's debt on the source's entry, or create one with it from
- * @spare and a place already taken (*places). -ENOMEM if the table had no
- * memory for it.
+ * @spare and a place already taken for it (*places), or one taken now if
+ * the entry died since. -ENOMEM if the table had no memory for it, -ENOSPC
+ * if it is full of bans. Called without RCU held: it may sleep.
  */
 static int smtplimit_ban_one(struct smtplimit_table *t,
 			     const struct smtplimit_cmd *cmd,
@@ -1011,45 +1051,54 @@ static int smtplimit_ban_one(struct smtplimit_table *t,
 			     unsigned int *places)
 {
 	u64 tat = smtplimit_ban(now, bucket, &smtplimit_clock, cmd->seconds);
+	struct smtplimit_entry *e, *fresh;
+	bool banned = cmd->seconds != 0;
 	union smtplimit_addr key;
-	struct smtplimit_entry *e;
-	int err = 0;
+	bool done = false;
 
 	smtplimit_cmd_key(t, cmd, &key);
-	rcu_read_lock();
 	for (;;) {
+		rcu_read_lock();
 		e = smtplimit_lookup_live(t, &key);
-		if (!e) {
-			if (!*spare) {	/* spent on an entry that died since */
-				err = -ENOMEM;
-				break;
+		if (e) {
+			spin_lock_bh(&e->lock);
+			done = !e->dead;
+			if (done) {
+				e->tat = tat;
+				e->banned = banned;
 			}
-			/* Not counted, or gone since: take a place now. */
-			if (*places) {
-				(*places)--;
-			} else if (!smtplimit_take_place(t, now)) {
-				err = -ENOSPC;
-				break;
-			}
-			e = smtplimit_entry_insert(t, *spare, &key, tat);
-			*spare = NULL;
-			if (!e) {
-				err = -ENOMEM;
-				break;
-			}
-		}
-		spin_lock_bh(&e->lock);
-		if (!e->dead) {
-			e->tat = tat;
-			e->banned = cmd->seconds != 0;
 			spin_unlock_bh(&e->lock);
-			this_cpu_inc(t->stats->banned);
-			break;
 		}
-		spin_unlock_bh(&e->lock);
+		rcu_read_unlock();
+		if (done)
+			break;
+		if (e)			/* died meanwhile: look again */
+			continue;
+
+		/* Spent already: the entry it lost a race to died since. */
+		if (!*spare)
+			*spare = kmem_cache_alloc(smtplimit_cache(t), GFP_KERNEL);
+		if (!*spare)
+			return -ENOMEM;
+		if (*places)
+			(*places)--;
+		else if (!smtplimit_take_place_sure(t, now))
+			return -ENOSPC;
+		fresh = *spare;
+		*spare = NULL;
+		e = smtplimit_entry_insert(t, fresh, &key, tat, banned);
+		if (!e)
+			return -ENOMEM;
+		if (e == fresh)
+			break;
+		/*
+		 * A packet's entry for the source came first: set the ban on
+		 * it. One found dying is unhashed by its killer next; let it.
+		 */
+		cond_resched();
 	}
-	rcu_read_unlock();
-	return err;
+	this_cpu_inc(t->stats->banned);
+	return 0;
 }
 
 /* Take a place for each ban of a source not tracked yet; all or none. */
@@ -1059,26 +1108,26 @@ static int smtplimit_take_places(struct smtplimit_table *t,
 {
 	union smtplimit_addr key;
 	unsigned int i;
-	int err = 0;
+	bool tracked;
 
 	*places = 0;
-	rcu_read_lock();
-	for (i = 0; i < n && !err; i++) {
+	for (i = 0; i < n; i++) {
 		if (cmds[i].op != SMTPLIMIT_BAN)
 			continue;
 		smtplimit_cmd_key(t, &cmds[i], &key);
-		if (smtplimit_lookup_live(t, &key))
+		rcu_read_lock();
+		tracked = smtplimit_lookup_live(t, &key);
+		rcu_read_unlock();
+		if (tracked)
 			continue;
-		if (smtplimit_take_place(t, now))
-			(*places)++;
-		else
-			err = -ENOSPC;
+		if (!smtplimit_take_place_sure(t, now)) {
+			for (; *places; (*places)--)
+				smtplimit_release_place(t);
+			return -ENOSPC;
+		}
+		(*places)++;
 	}
-	rcu_read_unlock();
-	if (err)
-		for (; *places; (*places)--)
-			smtplimit_release_place(t);
-	return err;
+	return 0;
 }
 
 static int smtplimit_apply(struct smtplimit_table *t,

@@ -9,7 +9,10 @@ the debug kernel in `make check-kernels`), for --seconds (default 60):
 - pktgen from random sources in 240.0.0.0/4 into both;
 - tests/tools/send6 (AF_PACKET) from many /64s of 2001:db8::/32 into both;
 - a reader per server re-reading every smtplimit proc file;
-- a writer per server sending forget, ban and flush commands;
+- a writer per server sending forget, ban and flush commands, and a second
+  one sending only bans, as fast as it can: a ban must find a place even
+  while every CPU evicts and a restore sweeps the table down to a lower
+  maximum;
 - a restore loop per server alternating two rulesets that keep the table
   names but change rate, burst, htable-max and strictness;
 - a loop creating namespaces, adding smtplimit rules (legacy and nft in
@@ -135,12 +138,14 @@ class Reader:
 
 
 class Writer:
-    """Forget, ban and flush commands, one write each; all must succeed.
-    Counts the bans and flushes written to table "stress", which its header
-    must show at the end if no restore recreated it."""
+    """Forget, ban and flush commands (only bans if @bans_only), one write
+    each; all must succeed. Counts the bans and flushes written to table
+    "stress", which its header must show at the end if no restore
+    recreated it."""
 
-    def __init__(self, seed):
+    def __init__(self, seed, bans_only=False):
         self.rnd = random.Random(seed)
+        self.bans_only = bans_only
         self.by_kind = {}
         self.bans = self.flushes = 0
 
@@ -148,10 +153,13 @@ class Writer:
         """(kind, table, text)"""
         r = self.rnd.random()
         host = self.rnd.randrange(1, 255)
+        ban = ("ban", "ipt_smtplimit/stress", f"+198.51.100.{host} {host}\n")
+        if self.bans_only:
+            return ban
         if r < 0.02:
             return "flush", "ipt_smtplimit/stress", "/\n"
         if r < 0.4:
-            return "ban", "ipt_smtplimit/stress", f"+198.51.100.{host} {host}\n"
+            return ban
         if r < 0.7:
             return "forget", "ipt_smtplimit/stress", f"-198.51.100.{host}\n"
         if r < 0.85:
@@ -288,10 +296,11 @@ def main():
         readers, writers, senders = [], [], []
         for i, env in enumerate(envs):
             readers.append(Reader())
-            writers.append(Writer(a.seed + i))
+            writers.append((Writer(a.seed + i), Writer(a.seed + 100 + i, bans_only=True)))
             senders.append(Send6(env, macs[i]))
             loops += [Loop(f"read-{env.backend}", readers[-1], env.srv),
-                      Loop(f"write-{env.backend}", writers[-1], env.srv),
+                      Loop(f"write-{env.backend}", writers[-1][0], env.srv),
+                      Loop(f"ban-{env.backend}", writers[-1][1], env.srv),
                       Loop(f"restore-{env.backend}", Restorer(env)),
                       Loop(f"send6-{env.backend}", senders[-1])]
         churn = Churn()
@@ -319,7 +328,7 @@ def main():
                   + (f"; first: {loop.detail}" if loop.detail else ""), flush=True)
         for i, env in enumerate(envs):
             print(f"# {env.backend}: read {readers[i].lines} lines of "
-                  f"{sorted(readers[i].tables)}; writes {writers[i].by_kind}; "
+                  f"{sorted(readers[i].tables)}; writes {writers[i][0].by_kind}; "
                   f"pktgen {pktgen_sent(env)} (sent, errors); send6 {senders[i].sent}",
                   flush=True)
             print(f"# {env.backend}: {env.proc('stress').header}", flush=True)
@@ -338,9 +347,9 @@ def main():
             # ones go): its counters show every ban and flush written.
             check(f"{env.backend}: table \"stress\" kept its counters through the restores",
                   (p.count("banned"), p.count("flushes"))
-                  == (writers[i].bans, writers[i].flushes),
+                  == (sum(w.bans for w in writers[i]), writers[i][0].flushes),
                   f"header banned {p.count('banned')} flushes {p.count('flushes')}, "
-                  f"written {writers[i].bans} and {writers[i].flushes}")
+                  f"written {sum(w.bans for w in writers[i])} and {writers[i][0].flushes}")
             judged = sum(env.counters()[r] for r in (0, 2))
             check(f"{env.backend}: the IPv4 UDP rules judged the flood", judged > 0,
                   f"{judged} packets")
