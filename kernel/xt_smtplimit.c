@@ -411,8 +411,9 @@ static bool smtplimit_place_free(struct smtplimit_table *t)
  * Reserve a place for a new entry in the table and the netns counts; at a
  * maximum, evict an entry and take its place. An eviction fails when its
  * victim is killed first by someone else (GC, a forget or flush written to
- * the proc file), which gives a place back: then try again, a few times.
- * Called under RCU.
+ * the proc file), which gives a place back, or when its sample meets no
+ * entry, as while a sweep down to a lowered maximum empties the table from
+ * its first bucket on: then try again, a few times. Called under RCU.
  */
 static bool smtplimit_take_place(struct smtplimit_table *t, u64 now)
 {
