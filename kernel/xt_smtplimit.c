@@ -444,11 +444,11 @@ static bool smtplimit_place_visit(struct smtplimit_table *t,
 }
 
 /*
- * A place for a source banned through the proc file. Under a flood, other
- * CPUs evicting, GC and sweeps can take every victim a sampled eviction
- * picks; a writer may sleep, so it then walks the whole table for an entry
- * to evict. It fails only when the walk finds none: every entry is held by
- * a ban. Called without RCU held.
+ * A place for a source banned through the proc file. Sampled evictions can
+ * all fail while an entry that no ban holds remains (see above); a writer
+ * may sleep, so it then walks the whole table for one. It fails only when
+ * the walk finds none: every entry is held by a ban. Called without RCU
+ * held.
  */
 static bool smtplimit_take_place_sure(struct smtplimit_table *t, u64 now)
 {
