@@ -464,6 +464,50 @@ static bool smtplimit_take_place_sure(struct smtplimit_table *t, u64 now)
 	return pw.got || smtplimit_place_free(t);
 }
 
+struct smtplimit_place_count {
+	u64 now;
+	u64 tolerance;
+	unsigned int found;		/* free places and entries no ban holds */
+	unsigned int need;
+};
+
+static bool smtplimit_place_count_visit(struct smtplimit_table *t,
+					struct smtplimit_entry *e, void *arg)
+{
+	struct smtplimit_place_count *pc = arg;
+	u64 debt = smtplimit_debt(READ_ONCE(e->tat), pc->now);
+
+	if (!READ_ONCE(e->dead) && !smtplimit_ban_holds(e, debt, pc->tolerance))
+		pc->found++;
+	return pc->found < pc->need;
+}
+
+/*
+ * Whether @need places can be had without evicting a ban: free ones, then
+ * entries no ban holds (each frees a place in the table and the netns
+ * counts alike). Asked before anything is evicted, so that a write refused
+ * with -ENOSPC has evicted nothing. Writers to a table are serialised and a
+ * packet only trades an entry no ban holds for another, so the answer holds
+ * while places are taken unless the maximum is lowered meanwhile, another
+ * table of the netns takes the last of its cap, or a resize shows the walk
+ * an entry twice. Called without RCU held.
+ */
+static bool smtplimit_places_exist(struct smtplimit_table *t,
+				   unsigned int need, u64 now)
+{
+	int table = READ_ONCE(t->max) - atomic_read(&t->count);
+	int netns = READ_ONCE(netns_max_entries) -
+		    atomic_read(&t->sn->entries);
+	struct smtplimit_place_count pc = {
+		.now = now, .tolerance = READ_ONCE(t->tolerance), .need = need,
+		.found = max(min(table, netns), 0),
+	};
+
+	if (pc.found < need)
+		smtplimit_walk(t, smtplimit_place_count_visit, &pc);
+	return pc.found >= need;
+}
+
 /*
  * Insert @e, allocated with a place taken for it, as the source @key with
  * debt until @tat, @banned or not. Returns @e, or the entry another CPU
@@ -1102,13 +1146,16 @@ static int smtplimit_ban_one(struct smtplimit_table *t,
 	return 0;
 }
 
-/* Take a place for each ban of a source not tracked yet; all or none. */
+/*
+ * Take a place for each ban of a source not tracked yet: all or none, and
+ * none evicted unless all can be had.
+ */
 static int smtplimit_take_places(struct smtplimit_table *t,
 				 const struct smtplimit_cmd *cmds,
 				 unsigned int n, u64 now, unsigned int *places)
 {
+	unsigned int i, need = 0;
 	union smtplimit_addr key;
-	unsigned int i;
 	bool tracked;
 
 	*places = 0;
@@ -1119,14 +1166,16 @@ static int smtplimit_take_places(struct smtplimit_table *t,
 		rcu_read_lock();
 		tracked = smtplimit_lookup_live(t, &key);
 		rcu_read_unlock();
-		if (tracked)
-			continue;
+		need += !tracked;
+	}
+	if (!smtplimit_places_exist(t, need, now))
+		return -ENOSPC;
+	for (; *places < need; (*places)++) {
 		if (!smtplimit_take_place_sure(t, now)) {
 			for (; *places; (*places)--)
 				smtplimit_release_place(t);
 			return -ENOSPC;
 		}
-		(*places)++;
 	}
 	return 0;
 }

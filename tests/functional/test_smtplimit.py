@@ -710,6 +710,24 @@ def test_ban_survives_flood(env):
     expect(env.write("tiny", "+192.0.2.96 600") == "ERR ENOSPC", "no place for a ban")
 
 
+def test_refused_bans_evict_nothing(env):
+    """A write with more bans than the table has places for, free or held
+    by no ban, fails with ENOSPC before it evicts anything; one that fits
+    evicts the source whose bucket is nearest full."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2",
+                "--smtplimit-htable-max", "4")
+    expect(env.connect("192.0.2.100") + env.connect("192.0.2.101", 3) == "PPPR", "tracked")
+    wrote(env, "smtp_limit", "+192.0.2.102 600")
+    before = env.proc("smtp_limit")
+    four = "".join(f"+192.0.2.{103 + i} 600\n" for i in range(4))
+    expect(env.write("smtp_limit", four) == "ERR ENOSPC", "four bans, three places")
+    expect_same_state(before, env.proc("smtp_limit"))
+    wrote(env, "smtp_limit", four[:len(four) // 2])
+    p = env.proc("smtp_limit")
+    expect(set(p.rows) == {f"192.0.2.{i}/32" for i in (101, 102, 103, 104)} and
+           p.count("evicted") == 1, f"{sorted(p.rows)} {p.header}")
+
+
 def test_statistics(env):
     """The header's counters after a known sequence."""
     limit_rules(env, "--smtplimit", "10/s", "--smtplimit-burst", "1")
