@@ -58,13 +58,16 @@ def name_ok(b):
 
 
 def uint_ok(s, lo, hi):
-    """A plain decimal number is judged exactly; anything libxtables' strtoumax
-    (base 0, leading spaces) might read otherwise is "any"."""
-    if re.fullmatch(r"[1-9][0-9]*|0", s):
+    """A plain decimal number is judged exactly, with or without the "+" that
+    strtoumax takes; libxtables refuses a "-" itself. Anything else its
+    strtoumax (base 0, leading spaces) might read is "any"."""
+    if re.fullmatch(r"\+?(?:[1-9][0-9]*|0)", s):
         return OK if lo <= int(s) <= hi else REFUSE
-    if re.fullmatch(r"\s*(0[xX][0-9a-fA-F]*|0[0-7]*|[0-9]+)", s):
+    if re.match(r"\s*-", s):
+        return REFUSE
+    if re.fullmatch(r"\s*\+?(0[xX][0-9a-fA-F]*|0[0-7]*|[0-9]+)", s):
         return ANY
-    return REFUSE if not re.match(r"\s*[0-9]", s) else ANY
+    return REFUSE if not re.match(r"\s*\+?[0-9]", s) else ANY
 
 
 def fixed_cases(v6):
@@ -99,7 +102,8 @@ def fixed_cases(v6):
                  ("4294967296", REFUSE), ("4294967297", REFUSE),
                  ("99999999999999999999", REFUSE), ("9" * 300, REFUSE), ("1.5", REFUSE),
                  ("5 ", REFUSE), ("5k", REFUSE), ("five", REFUSE), ("5\n", REFUSE),
-                 ("0x10", ANY), ("010", ANY), (" 5", ANY)]:
+                 ("0x10", ANY), ("010", ANY), (" 5", ANY), ("+5", OK), (" -5", REFUSE),
+                 ("+1000001", REFUSE)]:
         c.append((f"--smtplimit-burst {v!r}", ["--smtplimit-burst", v], e))
     for v, e in [("1", OK), ("65536", OK), ("16777216", OK), ("0", REFUSE),
                  ("16777217", REFUSE), ("-1", REFUSE), ("", REFUSE),
