@@ -5,12 +5,13 @@
 # make demo       the seed's attack in a QEMU guest, with and without a limit
 # make install    module, extension and man page into this system
 
-# The running kernel's headers, or else the newest installed ones.
+# The running kernel's headers, or else those of the newest installed
+# kernel that the tests can boot (scripts/debian-kernel), or else the newest.
 ifeq ($(origin KDIR), undefined)
   KDIR := /lib/modules/$(shell uname -r)/build
   ifeq ($(wildcard $(KDIR)/Makefile),)
-    KDIR := $(addprefix /lib/modules/,$(addsuffix /build,$(shell scripts/debian-kernel build)))
-    KDIR_NOTE := no headers for the running kernel $(shell uname -r)
+    KDIR := $(addprefix /lib/modules/,$(addsuffix /build,$(shell scripts/debian-kernel test || scripts/debian-kernel build)))
+    KDIR_NOTE := : no headers for the running kernel $(shell uname -r)
   endif
 endif
 KVER ?= $(notdir $(patsubst %/build,%,$(KDIR)))
@@ -35,7 +36,8 @@ DKMS_FILES := dkms.conf Kbuild LICENSE kernel/xt_smtplimit.c kernel/smtplimit_ra
 	      include/uapi/linux/netfilter/xt_smtplimit.h
 
 .PHONY: all module plugin unit check demo install uninstall clean deps lint \
-	dkms-install dkms-uninstall bench fuzz flood stress check-kernels test-tools
+	dkms-install dkms-uninstall bench fuzz flood stress check-kernels test-tools \
+	mutants mutants-build
 
 all: module plugin
 
@@ -44,7 +46,7 @@ deps:
 
 module:
 	@test -n "$(KDIR)" || { echo "no kernel build tree: run scripts/install-deps or set KDIR" >&2; exit 1; }
-	@$(if $(KDIR_NOTE),echo "$(KDIR_NOTE); building against $(KDIR)")
+	@echo "module: building for $(KVER) against $(KDIR)$(KDIR_NOTE)"
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
 
 plugin: $(PLUGIN) $(MANPAGE)
@@ -100,6 +102,16 @@ check-kernels:
 	@scripts/install-deps --quiet --kernels
 	@tests/check-kernels $(KERNELS)
 
+# The suite's proof that it bites: each mutant of tests/mutants/list (a
+# fault the module builds with SMTPLIMIT_MUTANT=N) must fail a test.
+# mutants-build: only compile them all (CI).
+mutants: plugin
+	@scripts/install-deps --quiet
+	@tests/mutants/run
+
+mutants-build:
+	@tests/mutants/run --build-only
+
 # xt_smtplimit against xt_hashlimit in one guest boot; QUICK=1: one short
 # round of every scenario, to keep the bench working (figures not judged).
 bench:
@@ -112,7 +124,6 @@ check:
 
 demo:
 	@scripts/install-deps --quiet
-	@$(MAKE) --no-print-directory all
 	@tests/demo-host
 
 install: all
