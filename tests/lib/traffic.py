@@ -1,19 +1,23 @@
 # SPDX-License-Identifier: GPL-2.0
-"""The floods: pktgen (IPv4, from one source or a range, in order or at
-random) and tests/tools/send6 (IPv6, from many /64s, AF_PACKET), both
-straight to the driver of the client's veth1, addressed to the server's
-veth0 MAC, UDP to the discard port 9. pktgen needs its module loaded
-(pktgen_load in tests/guest-lib.sh) and runs on the kpktgend threads of
-the client's namespace; send6 needs `make test-tools`."""
+"""Test traffic. The floods: pktgen (IPv4, from one source or a range, in
+order or at random) and tests/tools/send6 (IPv6, from many /64s,
+AF_PACKET), both straight to the driver of the client's veth1, addressed
+to the server's veth0 MAC, UDP to the discard port 9. pktgen needs its
+module loaded (pktgen_load in tests/guest-lib.sh) and runs on the kpktgend
+threads of the client's namespace; send6 needs `make test-tools`.
+TCP: Smtp, a Pair whose server accepts on port 25 and whose client
+connects from a given source (tests/functional/listener.py, connect.py)."""
 import os
 import re
 import subprocess
 
-from lib.netns import CLI_DEV
-from lib.run import ns
+from lib.netns import CLI_DEV, SRV4, SRV6, Pair
+from lib.run import CommandFailed, ns
 
+TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+PY = "/usr/bin/python3"
 PKTGEN = "/proc/net/pktgen"
-SEND6 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "send6")
+SEND6 = os.path.join(TESTS, "tools", "send6")
 
 
 def pktgen_script(mac, dst, count, src_min, src_max, rnd=False, ratep=None,
@@ -99,3 +103,39 @@ def send6(cli, mac, dst, count, nsrc, dev=CLI_DEV):
         raise RuntimeError(f"send6 exit {r.returncode}: {(r.stderr or r.stdout).strip()}")
     sent, usec = int(m.group(1)), int(m.group(2))
     return dict(sent=sent, usec=usec, pps=sent * 1e6 / max(usec, 1), errors=0)
+
+
+class Smtp(Pair):
+    """A Pair whose server accepts TCP connections on port 25 (and closes
+    them), IPv4 and IPv6, and whose client connects from any source."""
+
+    def __init__(self, backend="legacy", srv=None, cli=None):
+        super().__init__(backend, srv, cli)
+        self.listener = subprocess.Popen(
+            ["ip", "netns", "exec", self.srv, PY, f"{TESTS}/functional/listener.py"],
+            stdout=subprocess.PIPE, text=True)
+        if self.listener.stdout.readline().strip() != "listening":
+            self.close()
+            raise CommandFailed("listener did not start")
+
+    def close(self):
+        self.listener.kill()
+        self.listener.wait()
+        super().close()
+
+    def connect(self, src, count=1, timeout=0.5):
+        """Letters per attempt: P passed, R reset, T dropped."""
+        self.client_addr(src)
+        dst = SRV6 if ":" in src else SRV4
+        return self.ns(self.cli, PY, f"{TESTS}/functional/connect.py", "--src", src,
+                       "--dst", dst, "--count", str(count),
+                       "--timeout", str(timeout)).stdout.strip()
+
+    def connect_for(self, src, seconds):
+        """Attempts back to back for @seconds: (letters, elapsed s)."""
+        self.client_addr(src)
+        dst = SRV6 if ":" in src else SRV4
+        letters, elapsed = self.ns(self.cli, PY, f"{TESTS}/functional/connect.py",
+                                   "--src", src, "--dst", dst, "--duration", str(seconds),
+                                   "--timeout", "0.5").stdout.split()
+        return letters, float(elapsed)
