@@ -5,10 +5,11 @@ the line tests/results.sh's tally adds up (by its NAME prefix)."""
 
 
 class Results:
-    """The checks of one script, named @name in its total line."""
+    """The checks of one script, named @name in its total line; with
+    @quiet, only failed checks print their line."""
 
-    def __init__(self, name):
-        self.name = name
+    def __init__(self, name, quiet=False):
+        self.name, self.quiet = name, quiet
         self.passed = self.failed = 0
 
     def check(self, what, ok, detail=""):
@@ -18,8 +19,9 @@ class Results:
             self.passed += 1
         else:
             self.failed += 1
-        print(f"{'ok' if ok else 'not ok'} {self.passed + self.failed} - {what}"
-              + (f": {detail}" if detail else ""), flush=True)
+        if not (ok and self.quiet):
+            print(f"{'ok' if ok else 'not ok'} {self.passed + self.failed} - {what}"
+                  + (f": {detail}" if detail else ""), flush=True)
         return ok
 
     def add(self, passed, failed):
