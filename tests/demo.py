@@ -24,6 +24,9 @@ import subprocess
 import sys
 import time
 
+from lib.netns import SRV4, veth_pair
+from lib.run import ns, sh
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = "/usr/bin/python3"
 SHORT = os.environ.get("XT_DEMO_SHORT", "") not in ("", "0")
@@ -31,7 +34,6 @@ OUT = os.environ.get("XT_VM_OUT", "/tmp")
 IPT = "iptables-legacy"
 
 SRV, CLI = "demo-srv", "demo-cli"
-SRV4 = "192.0.2.1"
 ATTACKER = "192.0.2.212"
 BOTNET = [f"198.51.100.{i}" for i in range(1, 255)]
 BOTNET += [f"203.0.113.{i}" for i in range(130, 176)]      # 300 hosts
@@ -160,19 +162,6 @@ service auth {{
 USERS = "alice:{PLAIN}correct horse battery staple\n"
 
 
-def sh(*cmd, check=True, **kw):
-    kw.setdefault("text", True)
-    r = subprocess.run(list(cmd), capture_output=True, **kw)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}: "
-                           f"{(r.stderr or r.stdout).strip()}")
-    return r
-
-
-def ns(name, *cmd, **kw):
-    return sh("ip", "netns", "exec", name, *cmd, **kw)
-
-
 def write(path, text, mode=0o644):
     with open(path, "w") as f:
         f.write(text)
@@ -180,20 +169,14 @@ def write(path, text, mode=0o644):
 
 
 def setup_net():
-    for n in (SRV, CLI):
-        sh("ip", "netns", "add", n)
-        ns(n, "ip", "link", "set", "lo", "up")
-    sh("ip", "link", "add", "veth0", "netns", SRV, "type", "veth",
-       "peer", "name", "veth1", "netns", CLI)
-    ns(SRV, "ip", "addr", "add", f"{SRV4}/24", "dev", "veth0")
-    ns(SRV, "ip", "link", "set", "veth0", "up")
-    ns(CLI, "ip", "link", "set", "veth1", "up")
+    # The client has only the addresses of the classes, added below.
+    veth_pair(SRV, CLI, srv_addrs=[f"{SRV4}/24"], cli_addrs=[])
     for net in ("198.51.100.0/24", "203.0.113.0/24"):
         ns(SRV, "ip", "route", "add", net, "dev", "veth0")
     ns(CLI, "ip", "route", "add", f"{SRV4}/32", "dev", "veth1")
     batch = "".join(f"addr add {a}/32 dev veth1\n"
                     for a in [ATTACKER, MTA] + BOTNET)
-    sh("ip", "-n", CLI, "-batch", "-", input=batch)
+    sh(["ip", "-n", CLI, "-batch", "-"], input=batch)
 
 
 def make_queue():
@@ -416,7 +399,7 @@ def chart(r1, r2, rule):
             f"'' using 1:4 with impulses title '{LABEL['mta']}' lw 4 lc rgb '#2ca02c'",
         ]
     plot.append("unset multiplot")
-    r = sh("gnuplot", input="\n".join(plot) + "\n", check=False)
+    r = sh(["gnuplot"], input="\n".join(plot) + "\n", check=False)
     if r.returncode != 0:
         print(f"gnuplot failed: {r.stderr.strip()}")
         return None
@@ -439,8 +422,8 @@ def main():
     setup_net()
     try:
         start_mail()
-        version = sh("postconf", "-c", PF_CONF, "-h", "mail_version").stdout.strip()
-        dversion = sh("dovecot", "--version").stdout.split()[0]
+        version = sh(["postconf", "-c", PF_CONF, "-h", "mail_version"]).stdout.strip()
+        dversion = sh(["dovecot", "--version"]).stdout.split()[0]
         print(f"Postfix {version} with Dovecot {dversion} SASL on {SRV4}:25 "
               f"(server namespace); clients in their own namespace.")
         print(f"Time scaled {SCALE}x: the seed's --hashlimit 2/h --hashlimit-burst 2 "
@@ -503,7 +486,7 @@ def main():
         stop_mail()
         save_logs()
         for n in (SRV, CLI):
-            sh("ip", "netns", "del", n, check=False)
+            sh(["ip", "netns", "del", n], check=False)
 
 
 if __name__ == "__main__":

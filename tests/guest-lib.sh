@@ -5,6 +5,9 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 XTABLES_LIBDIR="$REPO/userspace:$(pkg-config --variable=xtlibdir xtables 2>/dev/null ||
 	echo /usr/lib/x86_64-linux-gnu/xtables)"
 export XTABLES_LIBDIR
+# The Python tests import the test library (tests/lib) as `lib`.
+PYTHONPATH="$REPO/tests${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH
 
 # The netfilter modules the tests use, then the module built on the host
 # ($XT_MODULE, for a build against another kernel). A kernel without a module
@@ -20,6 +23,11 @@ netfilter_load() {
 
 smtplimit_load() {
 	netfilter_load && insmod "${XT_MODULE:-$REPO/xt_smtplimit.ko}"
+}
+
+# pktgen, for the floods of tests/lib/traffic.py (built in on the debug kernel).
+pktgen_load() {
+	[[ -d /proc/net/pktgen ]] || modprobe pktgen
 }
 
 # rmmod xt_smtplimit once nothing uses it: rules leave with their namespace,

@@ -7,8 +7,8 @@ server's INPUT chain with no rule, the seed's hashlimit rule, or the
 equivalent smtplimit rule.
 
 Needs xt_smtplimit loaded and XTABLES_LIBDIR set (tests/guest-lib.sh).
-Writes results.md and results.json to $XT_VM_OUT. XT_BENCH_QUICK=1: one
-short round of everything.
+Writes results.json and its report (lib.benchreport), results.md, to
+$XT_VM_OUT. XT_BENCH_QUICK=1: one short round of everything.
 """
 import json
 import os
@@ -16,20 +16,18 @@ import re
 import signal
 import statistics
 import subprocess
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
-from memstat import meminfo, vmalloc_by_caller  # noqa: E402
+from lib.benchreport import COPIES, report
+from lib.memstat import meminfo, vmalloc_by_caller
+from lib.netns import CLI4, SRV4, SRV6, Pair
+from lib.proc import parse_header
+from lib.run import ns, sh
+from lib.traffic import pktgen_run, send6
 
 QUICK = os.environ.get("XT_BENCH_QUICK", "") not in ("", "0")
 OUT = os.environ.get("XT_VM_OUT", "/tmp")
-SEND6 = os.path.join(HERE, "..", "tools", "send6")
 SRV, CLI = "bsrv", "bcli"
-SRV4, CLI4 = "192.0.2.1", "192.0.2.2"
-SRV6, CLI6 = "2001:db8::1", "2001:db8::2"
-IPT4, IPT6 = "iptables-legacy", "ip6tables-legacy"
 
 HL = ["-m", "hashlimit", "--hashlimit-upto", "2/h", "--hashlimit-burst", "2",
       "--hashlimit-mode", "srcip", "--hashlimit-name", "b",
@@ -37,8 +35,6 @@ HL = ["-m", "hashlimit", "--hashlimit-upto", "2/h", "--hashlimit-burst", "2",
 SL = ["-m", "smtplimit", "--smtplimit-upto", "2/h", "--smtplimit-burst", "2",
       "--smtplimit-name", "b"]
 SETS = ("none", "hashlimit", "smtplimit")
-# Rules per timed round (one table): see Bench.use.
-COPIES = 16
 
 if QUICK:
     ROUNDS, PKTS, PKTS6 = 1, 4000, 4000
@@ -52,17 +48,6 @@ T0 = time.monotonic()
 
 def log(*a):
     print(f"[{time.monotonic() - T0:7.1f}s]", *a, flush=True)
-
-
-def sh(cmd, check=True, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if check and r.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()}")
-    return r
-
-
-def ns(name, *cmd, **kw):
-    return sh(["ip", "netns", "exec", name] + list(cmd), **kw)
 
 
 def ip2int(a):
@@ -80,21 +65,10 @@ def addr_range(first, n):
 
 class Bench:
     def __init__(self):
-        for n in (SRV, CLI):
-            sh(["ip", "netns", "del", n], check=False)
-            sh(["ip", "netns", "add", n])
-            ns(n, "ip", "link", "set", "lo", "up")
-        sh(["ip", "link", "add", "veth0", "netns", SRV, "type", "veth",
-            "peer", "name", "veth1", "netns", CLI])
-        ns(SRV, "ip", "addr", "add", f"{SRV4}/24", "dev", "veth0")
-        ns(SRV, "ip", "addr", "add", f"{SRV6}/64", "dev", "veth0", "nodad")
-        ns(CLI, "ip", "addr", "add", f"{CLI4}/24", "dev", "veth1")
-        ns(CLI, "ip", "addr", "add", f"{CLI6}/64", "dev", "veth1", "nodad")
-        for n, d in ((SRV, "veth0"), (CLI, "veth1")):
-            ns(n, "ip", "link", "set", d, "up")
+        self.pair = Pair("legacy", SRV, CLI)
         ns(SRV, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0",
            "net.ipv4.conf.default.rp_filter=0", "net.ipv4.conf.veth0.rp_filter=0")
-        self.mac = ns(SRV, "cat", "/sys/class/net/veth0/address").stdout.strip()
+        self.mac = self.pair.mac()
         # Processes parked in each namespace: /proc/PID/net is its view.
         self.anchor = {n: subprocess.Popen(["ip", "netns", "exec", n, "sleep", "1d"])
                        for n in (SRV, CLI)}
@@ -108,8 +82,7 @@ class Bench:
         for p in self.anchor.values():
             p.kill()
             p.wait()
-        for n in (SRV, CLI):
-            sh(["ip", "netns", "del", n], check=False)
+        self.pair.close()
 
     def procnet(self, n, path):
         return f"/proc/{self.anchor[n].pid}/net/{path}"
@@ -125,7 +98,7 @@ class Bench:
 
     # ---- rules ----
     def ipt(self, *args, v6=False, check=True):
-        return ns(SRV, IPT6 if v6 else IPT4, *args, check=check)
+        return self.pair.ipt(*args, v6=v6, check=check)
 
     def clear(self):
         for v6 in (False, True):
@@ -156,54 +129,25 @@ class Bench:
         self.ipt("-A", "INPUT", "-j", "DROP", v6=v6)
 
     def counters(self, v6=False):
-        """Packet counts of INPUT's rules, in order."""
-        out = self.ipt("-L", "INPUT", "-v", "-x", "-n", v6=v6).stdout.splitlines()[2:]
-        return [int(l.split()[0]) for l in out if l.strip()]
+        return self.pair.counters(v6=v6)
 
     def smtp_header(self, name="b", v6=False):
         path = f"{'ip6t' if v6 else 'ipt'}_smtplimit/{name}"
         with open(self.procnet(SRV, path)) as f:
-            line = f.readline()
-        m = re.match(r"# (\S+): (.*)", line)
-        w = m.group(2).split()
-        h = dict(zip(w[::2], w[1::2]))
+            h = parse_header(f.readline())[1]
         h["live"] = int(h["entries"].split("/")[0])
         return h
 
     # ---- traffic ----
     def pktgen(self, count, src_min=CLI4, src_max=CLI4, rnd=False):
-        pg = "/proc/net/pktgen"
-        # rem_device_all, like start, only waits 125 ms for the thread:
-        # wait until the device is really gone before adding it again.
-        cmds = [f"echo rem_device_all > {pg}/kpktgend_0",
-                f"while [ -e {pg}/veth1 ]; do sleep 0.1; done",
-                f"echo add_device veth1 > {pg}/kpktgend_0"]
-        for c in (f"count {count}", "clone_skb 0", "pkt_size 60", "delay 0",
-                  f"dst {SRV4}", f"dst_mac {self.mac}", "udp_src_min 9",
-                  "udp_src_max 9", "udp_dst_min 9", "udp_dst_max 9",
-                  f"src_min {src_min}", f"src_max {src_max}",
-                  "flag IPSRC_RND" if rnd else "flag !IPSRC_RND"):
-            cmds.append(f"echo '{c}' > {pg}/veth1")
-        # "start" may return before the run ends (its 125 ms wait for the
-        # thread can lapse on a busy TCG host): wait for the result.
-        cmds += [f"echo start > {pg}/pgctrl",
-                 f"while ! grep -q 'Result: OK' {pg}/veth1; do sleep 0.2; done",
-                 f"cat {pg}/veth1"]
         # perf record samples only with a workload in this guest: the run is it.
         perf = (["perf", "record", "-q", "-e", "cpu-clock", "-a", "-F", "2000",
                  "-o", self.perf_data, "--"] if self.perf_data else [])
-        out = ns(CLI, *perf, "sh", "-ec", "\n".join(cmds)).stdout
-        m = re.search(r"Result: OK: (\d+)\(.*?usec, (\d+) .*?(\d+)pps.*?errors: (\d+)", out, re.S)
-        if not m:
-            raise RuntimeError(f"pktgen: no result in {out!r}")
-        usec, sent, errors = int(m.group(1)), int(m.group(2)), int(m.group(4))
-        return dict(sent=sent, usec=usec, pps=sent * 1e6 / usec, errors=errors)
+        return pktgen_run(CLI, self.mac, SRV4, count, src_min, src_max, rnd=rnd,
+                          prefix=perf)
 
     def send6(self, count, nsrc):
-        out = ns(CLI, SEND6, "veth1", self.mac, SRV6, str(count), str(nsrc)).stdout
-        m = re.match(r"sent (\d+) usec (\d+) pps", out)
-        sent, usec = int(m.group(1)), int(m.group(2))
-        return dict(sent=sent, usec=usec, pps=sent * 1e6 / usec, errors=0)
+        return send6(CLI, self.mac, SRV6, count, nsrc)
 
     def round(self, rule, send, v6=False, smtp=False, copies=1):
         """One timed run under @rule: pps, rule counters, drops."""
@@ -300,10 +244,6 @@ def costs(res, copies=COPIES):
     out["cost_ns"] = {s: (1 / out["pps"][s] - 1 / base) * 1e9 / copies
                       for s in res if s != "none"}
     return out
-
-
-def ratio(a, b):
-    return a / b if b > 0 else float("inf")
 
 
 def slab(name):
@@ -526,135 +466,6 @@ def gc_bench(b):
                 slab_base=base, slab_peak=peak, live0_after_s=t_live0,
                 slab_freed_after_s=t_slab, gc_freed=int(b.smtp_header("g").get("gc_freed", 0)),
                 samples=samples[::max(1, len(samples) // 40)])
-
-
-def report(R):
-    sc = R.get("scenarios", {})
-    L = [f"# xt_smtplimit vs xt_hashlimit bench{' (QUICK: one short round, figures not judged)' if R['quick'] else ''}",
-         "",
-         f"Kernel {R['kernel']}, QEMU TCG guest with {R['ncpu']} vCPUs, {R['date']};"
-         f" {R['rounds']} interleaved round(s) of each rule set, medians; run took {R.get('elapsed_s')} s.",
-         "pps: packets per second through the server's INPUT chain (pktgen's rate, IPv4;"
-         " send6's rate, IPv6). Cost per packet = 1/pps - 1/pps_none, divided by the number"
-         f" of copies of the rule in INPUT: {COPIES} (one table, non-terminal) in scenarios 1, 2,"
-         " 4, 5 and the proc-dump rounds, where one rule's cost would be lost in pktgen's noise"
-         " under TCG; one in scenario 3, where hashlimit's first copy hot-drops. Every rule set"
-         " ends with -j DROP, so that none pays for ICMP port unreachable replies.",
-         "Absolute figures under TCG on a shared host are noisy: read the ratios.",
-         "",
-         "| scenario | none pps | hashlimit pps | smtplimit pps | hashlimit cost ns | smtplimit cost ns | smtplimit/hashlimit | target | met |",
-         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
-    names = {"1": "1. one hot source", "2": "2. 10,000 sources", "3": "3. random flood, default tables",
-             "4": "4. 1M sources tracked", "5": "5. IPv6, 10,000 /64s"}
-    targets = {"1": 1.0, "3": 1.5, "4": 0.33}
-    for k in ("1", "2", "3", "4", "5"):
-        if k not in sc:
-            L.append(f"| {names[k]} | not run | | | | | | | |")
-            continue
-        s = sc[k]
-        p, c = s["pps"], s["cost_ns"]
-        rt = ratio(c["smtplimit"], c["hashlimit"])
-        tgt = targets.get(k)
-        met = ""
-        if c["hashlimit"] <= 0:
-            met = "n/a: hashlimit cost within noise"
-        elif tgt is not None:
-            ok = rt <= tgt
-            if k == "3":
-                judged_all = all(r["judged"] == r["sent"] for r in s["raw"]["smtplimit"])
-                ok = ok and judged_all
-            met = "yes" if ok else "**no**"
-        L.append(f"| {names[k]} | {p['none']:.0f} | {p['hashlimit']:.0f} | {p['smtplimit']:.0f} |"
-                 f" {c['hashlimit']:.0f} | {c['smtplimit']:.0f} | {'-' if c['hashlimit'] <= 0 else '%.2f' % rt} |"
-                 f" {'<= %.2f' % tgt if tgt else '-'} | {met} |")
-    if "3" in sc:
-        s = sc["3"]
-        L += ["", "Scenario 3, per timed round (sent / judged / dropped):", ""]
-        for m in ("hashlimit", "smtplimit"):
-            rs = s["raw"][m]
-            L.append(f"- {m}: " + "; ".join(
-                f"{r['sent']} / {r['judged']} / {r['dropped']}" for r in rs)
-                + (f" (rule counter {', '.join(str(r['matched']) for r in rs)})"))
-        f = s["fill"]
-        L.append(f"- before the rounds, an untimed flood of {f['hashlimit']['sent']} packets:"
-                 f" hashlimit judged {f['hashlimit']['judged']}, dropped {f['hashlimit']['dropped']};"
-                 f" smtplimit judged {f['smtplimit']['judged']}, dropped {f['smtplimit']['dropped']},"
-                 f" evicted {f['smtplimit'].get('evicted')}, untracked {f['smtplimit'].get('untracked')}")
-        L.append(f"- tables after: hashlimit {s['hashlimit_entries']} entries;"
-                 f" smtplimit entries {s['smtplimit_header']['entries']},"
-                 f" evicted {s['smtplimit_header'].get('evicted')}, untracked {s['smtplimit_header'].get('untracked')}")
-    for k in ("1", "3"):
-        prof = sc.get(k, {}).get("profile")
-        if not prof:
-            continue
-        L += ["", f"Profile of scenario {k}: one more round of each rule set under `perf record -e"
-              " cpu-clock -a` (TCG has no PMU), shares of the samples outside the idle loop:", ""]
-        for m, p in prof.items():
-            if "error" in p:
-                L.append(f"- {m}: perf failed: {p['error']}")
-                continue
-            L.append(f"- {m} ({p['pps']:.0f} pps, {p['busy_samples']} samples; the modules' own"
-                     " functions: " + ", ".join(f"{d} {v}%" for d, v in p["modules"].items())
-                     + "): " + ", ".join(f"{sym} {v}%" for sym, v in p["top"]))
-    if "4" in sc:
-        f = sc["4"]["fill"]
-        L += ["", f"Scenario 4 fill (untimed, one packet per source): smtplimit {f['smtplimit']['pps']:.0f} pps"
-              f" ({f['smtplimit']['wall_s']} s), hashlimit {f['hashlimit']['pps']:.0f} pps ({f['hashlimit']['wall_s']} s);"
-              f" tracked: smtplimit {sc['4']['smtplimit_header']['entries']}, hashlimit "
-              + (str(sc['4']['hashlimit_entries']) if sc['4']['hashlimit_entries'] >= 0 else
-                 "unknown: reading its proc file fails with EPERM (dl_seq_show() returns -1"
-                 " when one bucket's chain does not fit the seq_file buffer)") + "."]
-    L += ["", "| measure | hashlimit | smtplimit | target | met |", "| --- | ---: | ---: | --- | --- |"]
-    mem = R.get("memory")
-    if mem:
-        h, s = mem["hashlimit"], mem["smtplimit"]
-        L.append(f"| bytes per tracked IPv4 source (Slab+VmallocUsed+Percpu) | {h['per_source']:.0f} |"
-                 f" {s['per_source']:.0f} | <= 64 | {'yes' if s['per_source'] <= 64 else '**no**'} |")
-    d = R.get("dump")
-    if d:
-        rt = d["pps_with"] / d["pps_without"]
-        L.append(f"| smtplimit pps during a loop reading the {d['lines'] - 2}-entry proc file / without |"
-                 f" - | {rt:.2f} ({d['pps_with']:.0f}/{d['pps_without']:.0f}) | >= 0.90 | {'yes' if rt >= 0.9 else '**no**'} |")
-    g = R.get("gc")
-    if g:
-        L.append(f"| GC: s from all {g['n']} entries full until live entries 0 / slab objects back |"
-                 f" - | {fmt(g['live0_after_s'])} / {fmt(g['slab_freed_after_s'])} | - | - |")
-    if mem:
-        L += ["", "Memory breakdown:"]
-        for m in ("hashlimit", "smtplimit"):
-            x = mem[m]
-            L.append(f"- {m}: {x['tracked']} sources tracked, {x['after'] - x['before']} bytes more"
-                     f" ({', '.join(f'{k} {v:+d}' for k, v in x.get('parts', {}).items())});"
-                     f" slab cache {x['slab']['cache']}: object_size {x['slab']['object_size']},"
-                     f" slab_size {x['slab']['slab_size']} (per-object footprint);"
-                     f" vmalloc grown by caller: {x.get('vmalloc_grown')}")
-        n = mem["smtplimit"]["tracked"]
-        if n:
-            # rhashtable doubles once it holds more than 3/4 of its buckets.
-            nb = 1
-            while nb * 3 // 4 < n:
-                nb *= 2
-            # bucket_table_alloc() kvzalloc()s the header and the buckets in
-            # one piece: above 8 KiB kmalloc takes whole pages, a power of two.
-            alloc = 1
-            while alloc < 8 * nb + 64:
-                alloc *= 2
-            L.append(f"- smtplimit rhashtable: {nb} buckets (it doubles past 3/4 full) x 8 bytes, plus"
-                     f" its header, in one kvzalloc() that the page allocator rounds up to {alloc >> 10} KiB:"
-                     f" {alloc / n:.1f} bytes per source (between 21 and 43 as the table fills; half that"
-                     " if the header were allocated apart); the slab entries take the rest")
-    if d:
-        L.append(f"- one read of the {d['lines'] - 2}-entry proc file took {d['one_dump_s']} s; the"
-                 " reading loop runs on the vCPU pktgen's thread does not use")
-    if g:
-        L.append(f"- GC: {g['n']} bans written in {g['write_s']} s, all ending {g['lead_s']} s after the"
-                 f" writes began; live after writing {g['live_after_write']}; slab objects base"
-                 f" {g['slab_base']['objects']}, peak {g['slab_peak']['objects']}; gc_freed {g['gc_freed']}")
-    return "\n".join(L) + "\n"
-
-
-def fmt(x):
-    return "not reached" if x is None else f"{x:.1f}"
 
 
 if __name__ == "__main__":

@@ -34,20 +34,17 @@ holds freed objects back, which kmemleak's scan after rmmod covers instead.
 Prints the figures, then "flood: N passed, N failed".
 """
 import argparse
-import ctypes
 import os
 import re
-import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "functional"))
-sys.path.insert(0, os.path.join(HERE, ".."))
-from test_smtplimit import Env, Proc  # noqa: E402
-from memstat import meminfo, vmalloc_by_caller  # noqa: E402
+from lib import proc
+from lib.memstat import meminfo, vmalloc_by_caller
+from lib.netns import SRV4, enter
+from lib.results import Results
+from lib.traffic import Smtp, pktgen_setup, pktgen_start, pktgen_state
 
-CLONE_NEWNET = 0x40000000
 PROC = "/proc/thread-self/net/ipt_smtplimit/flood"
 OLD, NEW = "192.0.2.10", "192.0.2.11"
 
@@ -62,26 +59,14 @@ def jiffies():
 
 
 def header():
-    """The proc file's first line only, as a dict (cheap during the flood)."""
-    with open(PROC) as f:
-        line = f.readline()
-    words = line.split(":", 1)[1].split()
-    return dict(zip(words[::2], words[1::2]))
-
-
-def entries(h):
-    n, m = h["entries"].split("/")
-    return int(n), int(m)
+    """The proc file's first line only (cheap during the flood)."""
+    return proc.read_header(PROC)
 
 
 def read_proc():
     """The figures are those of the moment the read starts: a read of tens
     of thousands of lines takes seconds here."""
-    t = time.monotonic()
-    with open(PROC) as f:
-        p = Proc(f.read())
-    p.time = t
-    return p
+    return proc.read(PROC)
 
 
 def kasan():
@@ -101,14 +86,10 @@ def main():
     if a.refill <= 0 or 3600 % a.refill:
         ap.error("--refill must divide an hour")
     quarantine = kasan()
-    results = []
+    res = Results("flood")
+    check = res.check
 
-    def check(name, ok, detail=""):
-        results.append(bool(ok))
-        print(f"{'ok' if ok else 'not ok'} {len(results)} - {name}"
-              + (f": {detail}" if detail else ""), flush=True)
-
-    env = Env(a.backend)
+    env = Smtp(a.backend)
     try:
         ipt = env.ipt
         ipt("-A", "INPUT", "-p", "udp", "-m", "smtplimit", "--smtplimit-name", "flood",
@@ -117,14 +98,10 @@ def main():
             "flood", "--smtplimit", "2/h", "--smtplimit-burst", "2", "-j", "ACCEPT")
         ipt("-A", "INPUT", "-p", "tcp", "--syn", "-j", "REJECT", "--reject-with", "tcp-reset")
         ipt("-A", "INPUT", "-p", "udp", "-j", "DROP")
-        mac = env.ns(env.srv, "cat", "/sys/class/net/veth0/address").stdout.strip()
+        mac = env.mac()
 
         # Enter the server's namespace for the proc file (threads follow).
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open(f"/run/netns/{env.srv}", os.O_RDONLY)
-        if libc.setns(fd, CLONE_NEWNET):
-            raise OSError(ctypes.get_errno(), "setns")
-        os.close(fd)
+        enter(env.srv)
 
         check("old source: 2 connections before the flood", env.connect(OLD, 2) == "PP")
         before = read_proc()
@@ -132,34 +109,20 @@ def main():
         print(f"# before: {before.header}", flush=True)
         print(f"# old source {OLD}: {old_row}", flush=True)
 
-        # pktgen, in the client's namespace
-        pg = "/proc/net/pktgen"
-        cmds = [f"echo 'rem_device_all' > {pg}/kpktgend_0",
-                f"echo 'add_device veth1' > {pg}/kpktgend_0",
-                f"echo 'count {a.count}' > {pg}/veth1",
-                f"echo 'clone_skb 0' > {pg}/veth1",
-                f"echo 'pkt_size 60' > {pg}/veth1",
-                f"echo 'delay 0' > {pg}/veth1",
-                f"echo 'ratep {a.ratep}' > {pg}/veth1",
-                f"echo 'dst 192.0.2.1' > {pg}/veth1",
-                f"echo 'dst_mac {mac}' > {pg}/veth1",
-                f"echo 'src_min 240.0.0.0' > {pg}/veth1",
-                f"echo 'src_max 240.15.255.255' > {pg}/veth1",
-                f"echo 'udp_dst_min 9' > {pg}/veth1",
-                f"echo 'udp_dst_max 9' > {pg}/veth1"]
-        env.ns(env.cli, "sh", "-ec", "\n".join(cmds))
+        # pktgen, in the client's namespace: each address of 240.0.0.0/12 in turn
+        pktgen_setup(env.cli, mac, SRV4, a.count, "240.0.0.0", "240.15.255.255",
+                     ratep=a.ratep)
         # The baseline after pktgen's set-up: add_device vzallocs its flows.
         mem0, m0 = meminfo()
         vm0 = vmalloc_by_caller()
         j0 = jiffies()
         samples, maxima, full_reads = [], set(), []
         t0 = time.monotonic()
-        flood = subprocess.Popen(["ip", "netns", "exec", env.cli, "sh", "-c",
-                                  f"echo start > {pg}/pgctrl"])
+        flood = pktgen_start(env.cli)
         new_letters = None
         while flood.poll() is None:
             h = header()
-            n, m = entries(h)
+            n, m = proc.entries(h)
             samples.append(n)
             maxima.add(m)
             # Once the table is full, a new legitimate source arrives.
@@ -186,10 +149,8 @@ def main():
         # may exceed the maximum: a read copies the table while the flood
         # evicts and inserts, so an evicted source and its successor may
         # both be listed.
-        pgres = env.ns(env.cli, "cat", f"{pg}/veth1").stdout
-        sofar = int(re.search(r"pkts-sofar: (\d+)", pgres).group(1))
-        errors = int(re.search(r"errors: (\d+)", pgres).group(1))
-        result = re.search(r"Result: (.*)", pgres).group(1)
+        pg = pktgen_state(env.cli)
+        sofar, errors, result = pg["sofar"], pg["errors"], pg["result"]
         sent = sofar - errors
         print(f"# pktgen: {sofar} packets, {errors} errors in {elapsed:.1f} s: {result}",
               flush=True)
@@ -258,7 +219,7 @@ def main():
               f"{len(rest)} left after {time.monotonic() - end + a.refill + 60:.0f} s")
         with open(PROC, "w") as f:
             f.write("-192.0.2.0/24\n")
-        n = entries(header())[0]
+        n = proc.entries(header())[0]
         check("the table is empty", n == 0, f"{n} entries")
         mem1, m1 = meminfo()
         deadline = time.monotonic() + (0 if quarantine else 60)
@@ -282,9 +243,7 @@ def main():
                   mem1 <= mem0 * 1.05)
     finally:
         env.close()
-    failed = results.count(False)
-    print(f"flood: {len(results) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    return res.total()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ $XT_FUZZ_CASES or 100), judged by an oracle written from README.md.
 Prints "options: N passed, N failed".
 """
 import argparse
-import ctypes
 import os
 import random
 import re
@@ -30,7 +29,9 @@ import subprocess
 import sys
 import time
 
-CLONE_NEWNET = 0x40000000
+from lib.netns import unshare
+from lib.results import Results
+
 OK, REFUSE, ANY, KERNEL = "ok", "refuse", "any", "kernel"
 RATE_MAX = 10000 * 86400
 UNITS = (("second", 1), ("minute", 60), ("hour", 3600), ("day", 86400))
@@ -308,14 +309,16 @@ def main():
     ap.add_argument("--backend", default="both", choices=("legacy", "nft", "both"))
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNET):
-        print("options: unshare(CLONE_NEWNET) failed", ctypes.get_errno())
+    try:
+        unshare()
+    except OSError as e:
+        print(f"options: {e}")
         return 2
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     rng = random.Random(a.seed)
     backends = ("legacy", "nft") if a.backend == "both" else (a.backend,)
-    passed = failed = ran = refused = 0
+    res = Results("options", quiet=not a.verbose)
+    ran = refused = 0
     for backend in backends:
         for v6 in (False, True):
             fw = Firewall(backend, v6)
@@ -330,21 +333,13 @@ def main():
                 why, was_refused = check_case(fw, args, expect, base)
                 ran += 1
                 refused += was_refused
-                label = f"{fw.tool} {what} (expect {expect})"
-                if why:
-                    failed += 1
-                    print(f"not ok {ran} - {label}: {why}", flush=True)
+                if not res.check(f"{fw.tool} {what} (expect {expect})", not why, why):
                     fw.setup()
                     base = fw.state()
-                else:
-                    passed += 1
-                    if a.verbose:
-                        print(f"ok {ran} - {label}")
             fw.run("-F", "INPUT")
             sys.stdout.flush()
     print(f"options: {ran} cases run, {refused} refused")
-    print(f"options: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return res.total()
 
 
 if __name__ == "__main__":

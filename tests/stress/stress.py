@@ -20,35 +20,36 @@ the debug kernel in `make check-kernels`), for --seconds (default 60):
   the rules in place.
 
 Checked: every loop made progress, no command failed, no read showed more
-entries than the table's maximum, and the tables kept their state through
-the restores (never recreated). Removing the namespaces, the module and the
-kmemleak scan are tests/stress/guest-stress's part.
+entries than the table's maximum; at the end each table is within the
+maximum of the last ruleset restored (so the restores did change it), kept
+its counters through the restores (never recreated: its banned and flushes
+are what the writers wrote), and judged every flood packet that reached the
+server: passed + denied is what pktgen (IPv4) and send6 (IPv6) sent, less
+what veth1 dropped (its backlog full), and at least half of it. Removing
+the namespaces, the module and the kmemleak scan are
+tests/stress/guest-stress's part.
 
     stress.py [--seconds N]
 
 Prints the figures and "stress: N passed, N failed".
 """
 import argparse
-import ctypes
 import errno
 import os
 import random
-import re
-import subprocess
 import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "functional"))
-from test_smtplimit import Env, SRV4, SRV6, sh  # noqa: E402
-
-SEND6 = os.path.join(HERE, "..", "tools", "send6")
-CLONE_NEWNET = 0x40000000
-LIBC = ctypes.CDLL(None, use_errno=True)
+from lib.netns import CLI_DEV, SRV4, SRV6, Pair, enter
+from lib.proc import Table
+from lib.results import Results
+from lib.run import sh
+from lib.traffic import pktgen_setup, pktgen_start, pktgen_state, pktgen_stop, send6
 
 # Two rulesets sharing the table names: the restore loop alternates them.
 # B lowers htable-max (the table evicts down to it) and turns strict on.
+HTABLE_MAX = {"A": 65536, "B": 4096}    # A: the default
 RULES = {
     "A": ("--smtplimit 6/min --smtplimit-burst 1",
           "--smtplimit 2/h --smtplimit-burst 2"),
@@ -65,17 +66,6 @@ def ruleset(which, v6=False):
             f"-A INPUT -p udp -m smtplimit --smtplimit-name {name} {udp} -j DROP\n"
             f"-A INPUT -p tcp --syn -m smtplimit --smtplimit-name {name} {tcp} -j ACCEPT\n"
             "-A INPUT -p udp -j DROP\nCOMMIT\n")
-
-
-def enter(ns):
-    """Move the calling thread into namespace @ns (/proc/thread-self/net
-    then shows its proc files)."""
-    fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-    try:
-        if LIBC.setns(fd, CLONE_NEWNET):
-            raise OSError(ctypes.get_errno(), "setns")
-    finally:
-        os.close(fd)
 
 
 class Loop(threading.Thread):
@@ -122,18 +112,15 @@ class Reader:
         for path in proc_files():
             with open(path) as f:
                 text = f.read()
-            lines = text.splitlines()
-            m = re.search(r" entries (\d+)/(\d+) ", lines[0]) if lines else None
-            if not m or len(lines) < 2:
-                loop.fail(f"{path}: bad header {lines[:1]}")
+            try:
+                t = Table(text)
+            except ValueError as e:
+                loop.fail(f"{path}: {e}")
                 continue
-            if int(m.group(1)) > int(m.group(2)):
-                loop.fail(f"{path}: {m.group(0).strip()}")
-            for line in lines[2:]:
-                if len(line.split()) != 6:
-                    loop.fail(f"{path}: bad line {line!r}")
-                    break
-            self.lines += len(lines) - 2
+            n, m = t.entries()
+            if n > m:
+                loop.fail(f"{path}: entries {n}/{m}")
+            self.lines += len(t.rows)
             self.tables.add(os.path.basename(path))
 
 
@@ -191,13 +178,14 @@ class Writer:
 
 
 class Restorer:
-    """Alternates rulesets A and B, IPv4 and IPv6, on one backend."""
+    """Alternates rulesets A and B, IPv4 and IPv6, on one backend; @last
+    is the one restored last."""
 
     def __init__(self, env):
-        self.env, self.n = env, 0
+        self.env, self.n, self.last = env, 0, "A"
 
     def __call__(self, loop):
-        which = "AB"[self.n % 2]
+        which = self.last = "AB"[self.n % 2]
         self.n += 1
         for v6 in (False, True):
             r = self.env.restore(ruleset(which, v6), v6=v6, check=False)
@@ -230,27 +218,10 @@ class Churn:
             sh(["ip", "netns", "del", ns])
 
 
-def pktgen(env, cmd):
-    return env.ns(env.cli, "sh", "-c", cmd, check=False)
-
-
-def pktgen_setup(env, thread, mac):
-    """A random-source IPv4 flood from @env's client, on kpktgend_@thread."""
-    pg = "/proc/net/pktgen"
-    cmds = [f"echo 'add_device veth1' > {pg}/kpktgend_{thread}"]
-    for c in ("count 0", "clone_skb 0", "pkt_size 60", "delay 0", "ratep 20000",
-              f"dst {SRV4}", f"dst_mac {mac}", "udp_dst_min 9", "udp_dst_max 9",
-              "src_min 240.0.0.0", "src_max 255.255.255.254", "flag IPSRC_RND"):
-        cmds.append(f"echo '{c}' > {pg}/veth1")
-    r = pktgen(env, "set -e\n" + "\n".join(cmds))
-    if r.returncode:
-        raise RuntimeError(f"pktgen setup in {env.cli}: {r.stderr.strip()}")
-
-
-def pktgen_sent(env):
-    out = pktgen(env, "cat /proc/net/pktgen/veth1").stdout
-    m = re.search(r"pkts-sofar: (\d+)\s+errors: (\d+)", out)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+def veth_dropped(env):
+    """Packets the client's veth1 dropped (the server's backlog full)."""
+    out = env.ns(env.cli, "cat", f"/sys/class/net/{CLI_DEV}/statistics/tx_dropped").stdout
+    return int(out)
 
 
 class Send6:
@@ -260,13 +231,7 @@ class Send6:
         self.env, self.mac, self.sent = env, mac, 0
 
     def __call__(self, loop):
-        r = self.env.ns(self.env.cli, SEND6, "veth1", self.mac, SRV6, "20000", "20000",
-                        check=False)
-        m = re.match(r"sent (\d+) ", r.stdout)
-        if r.returncode or not m:
-            loop.fail(f"send6 exit {r.returncode}: {r.stderr.strip()}")
-            return
-        self.sent += int(m.group(1))
+        self.sent += send6(self.env.cli, self.mac, SRV6, 20000, 20000)["sent"]
 
 
 def main():
@@ -274,40 +239,36 @@ def main():
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--seed", type=int, default=int(time.time()))
     a = ap.parse_args()
-    results = []
-
-    def check(name, ok, detail=""):
-        results.append(bool(ok))
-        print(f"{'ok' if ok else 'not ok'} {len(results)} - {name}"
-              + (f": {detail}" if detail else ""), flush=True)
+    res = Results("stress")
 
     print(f"# stress: {a.seconds} s, {os.cpu_count()} CPUs, seed {a.seed}", flush=True)
-    envs = [Env("legacy"), Env("nft")]
+    envs = [Pair("legacy"), Pair("nft")]
     loops = []
     try:
         macs = []
         for env in envs:
             for v6 in (False, True):
                 env.restore(ruleset("A", v6), v6=v6)
-            macs.append(env.ns(env.srv, "cat", "/sys/class/net/veth0/address").stdout.strip())
+            macs.append(env.mac())
         for i, env in enumerate(envs):
-            pktgen_setup(env, i % os.cpu_count(), macs[i])
+            # A random-source IPv4 flood from the client until stopped.
+            pktgen_setup(env.cli, macs[i], SRV4, 0, "240.0.0.0", "255.255.255.254",
+                         rnd=True, ratep=20000, thread=i % os.cpu_count())
 
-        readers, writers, senders = [], [], []
+        readers, writers, senders, restorers = [], [], [], []
         for i, env in enumerate(envs):
             readers.append(Reader())
             writers.append((Writer(a.seed + i), Writer(a.seed + 100 + i, bans_only=True)))
             senders.append(Send6(env, macs[i]))
+            restorers.append(Restorer(env))
             loops += [Loop(f"read-{env.backend}", readers[-1], env.srv),
                       Loop(f"write-{env.backend}", writers[-1][0], env.srv),
                       Loop(f"ban-{env.backend}", writers[-1][1], env.srv),
-                      Loop(f"restore-{env.backend}", Restorer(env)),
+                      Loop(f"restore-{env.backend}", restorers[-1]),
                       Loop(f"send6-{env.backend}", senders[-1])]
         churn = Churn()
         loops.append(Loop("netns-churn", churn))
-        floods = [subprocess.Popen(["ip", "netns", "exec", env.cli, "sh", "-c",
-                                    "echo start > /proc/net/pktgen/pgctrl"])
-                  for env in envs]
+        floods = [pktgen_start(env.cli) for env in envs]
         for loop in loops:
             loop.start()
         time.sleep(a.seconds)
@@ -319,49 +280,69 @@ def main():
         # counters show them.
         time.sleep(2)
         for env in envs:
-            pktgen(env, "echo stop > /proc/net/pktgen/pgctrl")
+            pktgen_stop(env.cli)
         for p in floods:
             p.wait(timeout=120)
+        time.sleep(1)   # the server's backlog drains
 
         for loop in loops:
             print(f"# {loop.name}: {loop.rounds} rounds, {loop.errors} errors"
                   + (f"; first: {loop.detail}" if loop.detail else ""), flush=True)
+        pg = [pktgen_state(env.cli) for env in envs]
         for i, env in enumerate(envs):
             print(f"# {env.backend}: read {readers[i].lines} lines of "
                   f"{sorted(readers[i].tables)}; writes {writers[i][0].by_kind}; "
-                  f"pktgen {pktgen_sent(env)} (sent, errors); send6 {senders[i].sent}",
-                  flush=True)
+                  f"pktgen {pg[i]['sofar']} sent, {pg[i]['errors']} errors; "
+                  f"send6 {senders[i].sent}; veth1 dropped {veth_dropped(env)}", flush=True)
             print(f"# {env.backend}: {env.proc('stress').header}", flush=True)
+            print(f"# {env.backend}: {env.proc('stress6', v6=True).header}", flush=True)
         print(f"# namespaces created and deleted: {churn.n}", flush=True)
 
         for loop in loops:
-            check(f"{loop.name}: stopped, made progress, no error",
-                  not loop.is_alive() and loop.rounds > 0 and loop.errors == 0,
-                  f"{loop.rounds} rounds, {loop.errors} errors {loop.detail}")
+            res.check(f"{loop.name}: stopped, made progress, no error",
+                      not loop.is_alive() and loop.rounds > 0 and loop.errors == 0,
+                      f"{loop.rounds} rounds, {loop.errors} errors {loop.detail}")
         for i, env in enumerate(envs):
-            sent = pktgen_sent(env)[0]
-            check(f"{env.backend}: the IPv4 and IPv6 floods ran",
-                  sent > 0 and senders[i].sent > 0, f"pktgen {sent}, send6 {senders[i].sent}")
-            p = env.proc("stress")
+            sent4 = pg[i]["sofar"] - pg[i]["errors"]
+            sent6 = senders[i].sent
+            res.check(f"{env.backend}: the IPv4 and IPv6 floods ran",
+                      sent4 > 0 and sent6 > 0, f"pktgen {sent4}, send6 {sent6}")
+            p, p6 = env.proc("stress"), env.proc("stress6", v6=True)
             # A restore keeps the table (its rules name it before the old
             # ones go): its counters show every ban and flush written.
-            check(f"{env.backend}: table \"stress\" kept its counters through the restores",
-                  (p.count("banned"), p.count("flushes"))
-                  == (sum(w.bans for w in writers[i]), writers[i][0].flushes),
-                  f"header banned {p.count('banned')} flushes {p.count('flushes')}, "
-                  f"written {sum(w.bans for w in writers[i])} and {writers[i][0].flushes}")
-            judged = sum(env.counters()[r] for r in (0, 2))
-            check(f"{env.backend}: the IPv4 UDP rules judged the flood", judged > 0,
-                  f"{judged} packets")
+            res.check(f"{env.backend}: table \"stress\" kept its counters through the restores",
+                      (p.count("banned"), p.count("flushes"))
+                      == (sum(w.bans for w in writers[i]), writers[i][0].flushes),
+                      f"header banned {p.count('banned')} flushes {p.count('flushes')}, "
+                      f"written {sum(w.bans for w in writers[i])} and {writers[i][0].flushes}")
+            want = HTABLE_MAX[restorers[i].last]
+            for t in (p, p6):
+                n, m = t.entries()
+                res.check(f"{env.backend}: table \"{t.name}\" within the maximum of the "
+                          f"last ruleset ({restorers[i].last})", n <= m and m == want,
+                          f"entries {n}/{m}, want maximum {want}")
+            # Every flood packet that reached the server was judged by the
+            # UDP rule naming the table (passed + denied count since the
+            # table was created, through the restores); nothing else sends
+            # UDP there. The rest, veth1 dropped.
+            judged4 = p.count("passed") + p.count("denied")
+            judged6 = p6.count("passed") + p6.count("denied")
+            dropped = veth_dropped(env)
+            res.check(f"{env.backend}: the UDP rules judged every flood packet that arrived",
+                      judged4 <= sent4 and judged6 <= sent6
+                      and (sent4 - judged4) + (sent6 - judged6) <= dropped,
+                      f"IPv4 {judged4} of {sent4}, IPv6 {judged6} of {sent6}, "
+                      f"veth1 dropped {dropped}")
+            res.check(f"{env.backend}: most of each flood arrived and was judged",
+                      judged4 * 2 >= sent4 and judged6 * 2 >= sent6,
+                      f"IPv4 {judged4} of {sent4}, IPv6 {judged6} of {sent6}")
     finally:
         for loop in loops:
             loop.stop.set()
         for env in envs:
-            pktgen(env, "echo stop > /proc/net/pktgen/pgctrl")
+            pktgen_stop(env.cli)
             env.close()
-    failed = results.count(False)
-    print(f"stress: {len(results) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    return res.total()
 
 
 if __name__ == "__main__":
