@@ -147,6 +147,11 @@ def bounds(rate, burst, attempts, strict=False, hz=250, jitter=1, max_states=200
     for most in ((None,) if strict else (False, True)):
         states = {(None, None, 0)}
         for cand in per:
+            if cand is not per[0] and max(j for j, _, _ in states) <= cand[0]:
+                # No stamp can come before the last: the order binds nothing,
+                # and states differing only in their last jiffy merge.
+                states = {(cand[0], t, n) for _, t, n in states}
+                states = states if most is None else _prune(states, most)
             nxt = set()
             for last, tat, n in states:
                 for j in cand:
