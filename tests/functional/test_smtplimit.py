@@ -416,10 +416,17 @@ def test_burst_per_jiffy(env):
     # Each SYN is judged after its send starts and, at the latest, by the
     # end of the last send (its softirq runs before sendto() returns).
     times = [(t0, times[-1][1]) for t0, _ in times]
-    row = poll(lambda: env.proc("smtp_limit").rows.get(f"{src}/32"))
-    expect(row and row["passed"] + row["denied"] == count, f"{count} SYNs judged: {row}")
+    # The bucket is full again 0.2 ms on, and listed no more: count the
+    # header's counters, this source's alone.
+    p = poll(lambda: (lambda p: p if p.count("passed") + p.count("denied") == count else None)(
+        env.proc("smtp_limit")))
+    expect(p, f"{count} SYNs judged: {env.proc('smtp_limit').header}")
+    row = dict(passed=p.count("passed"), denied=p.count("denied"))
     jiffies = int(times[-1][1] * HZ) - int(times[0][0] * HZ) + 1
-    expect(jiffies <= 8, f"the SYNs spread over {jiffies} jiffies: no test of the jiffy")
+    # Judged by exact time, 10000/s would pass all of them in 9 ms or more;
+    # burst per jiffy allows at most 2 * (jiffies + 1), well below that.
+    expect(2 * (jiffies + 1) < count // 2,
+           f"the SYNs spread over {jiffies} jiffies: no test of the jiffy")
     within_rate("10000/s", 2, "P" * row["passed"] + "R" * row["denied"], times,
                 what=f"{count} SYNs in {jiffies} jiffies")
     expect(row["passed"] <= 2 * (jiffies + 1), f"{row['passed']} passed in {jiffies} jiffies")
@@ -519,7 +526,7 @@ def test_full_entries_are_absent(env):
     expect(p.time - start < 10, f"too slow to see the sources ({p.time - start:.1f} s)")
     expect(set(p.rows) == {f"{a}/32" for a in srcs} and p.entries()[0] == 3 and
            p.count("created") == 3, f"while owing: {p.header} {p.rows}")
-    time.sleep(max(0, start + 10.5 - time.monotonic()))
+    time.sleep(max(0, max(r["full_s"] for r in p.rows.values()) + 1 - (time.monotonic() - p.time)))
     p = env.proc("smtp_limit")
     expect(p.rows == {} and p.entries()[0] == 0, f"{p.header} {p.rows}")
     expect(p.count("created") == 3 and p.count("passed") == 3, p.header)
