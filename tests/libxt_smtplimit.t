@@ -1,3 +1,7 @@
+# xt_smtplimit's lines for both families (iptables-test.py runs libxt_ files under
+# iptables and ip6tables). One table name per srcmask: the fast mode restores all
+# OK lines at once, and a table takes one srcmask. Family-specific lines are in
+# libipt_smtplimit.t and libip6t_smtplimit.t.
 :INPUT,FORWARD,OUTPUT
 -m smtplimit --smtplimit 2/h --smtplimit-burst 2 --smtplimit-name smtp_limit;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 2 --smtplimit-name smtp_limit;OK
 -m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 2 --smtplimit-name smtp_limit;=;OK
@@ -9,9 +13,8 @@
 -m smtplimit --smtplimit-upto 36/day --smtplimit-name a;-m smtplimit --smtplimit-upto 36/day --smtplimit-burst 5 --smtplimit-name a;OK
 -m smtplimit --smtplimit-upto 10000/s --smtplimit-burst 1000000 --smtplimit-name a;-m smtplimit --smtplimit-upto 10000/second --smtplimit-burst 1000000 --smtplimit-name a;OK
 -m smtplimit --smtplimit-above 3/d --smtplimit-burst 1 --smtplimit-name a;-m smtplimit --smtplimit-above 3/day --smtplimit-burst 1 --smtplimit-name a;OK
--m smtplimit --smtplimit-upto 2/h --smtplimit-srcmask 24 --smtplimit-name a;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-srcmask 24 --smtplimit-name a;OK
--m smtplimit --smtplimit-upto 2/h --smtplimit-srcmask 0 --smtplimit-name a;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-srcmask 0 --smtplimit-name a;OK
--m smtplimit --smtplimit-upto 2/h --smtplimit-srcmask 32 --smtplimit-name a;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-name a;OK
+-m smtplimit --smtplimit-upto 2/h --smtplimit-srcmask 24 --smtplimit-name m24;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-srcmask 24 --smtplimit-name m24;OK
+-m smtplimit --smtplimit-upto 2/h --smtplimit-srcmask 0 --smtplimit-name m0;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-srcmask 0 --smtplimit-name m0;OK
 -m smtplimit --smtplimit-upto 2/h --smtplimit-htable-max 1 --smtplimit-name a;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-htable-max 1 --smtplimit-name a;OK
 -m smtplimit --smtplimit-upto 2/h --smtplimit-htable-max 16777216 --smtplimit-name a;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-htable-max 16777216 --smtplimit-name a;OK
 -m smtplimit --smtplimit-upto 2/h --smtplimit-htable-max 65536 --smtplimit-name a;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-name a;OK
@@ -37,7 +40,6 @@
 -m smtplimit --smtplimit-upto 2/h --smtplimit-burst -1 --smtplimit-name a;;FAIL
 -m smtplimit --smtplimit-upto 2/h --smtplimit-burst 5x --smtplimit-name a;;FAIL
 -m smtplimit --smtplimit-upto 2/h --smtplimit-burst 99999999999999999999 --smtplimit-name a;;FAIL
--m smtplimit --smtplimit-upto 2/h --smtplimit-srcmask 33 --smtplimit-name a;;FAIL
 -m smtplimit --smtplimit-upto 2/h --smtplimit-srcmask -1 --smtplimit-name a;;FAIL
 -m smtplimit --smtplimit-upto 2/h --smtplimit-htable-max 0 --smtplimit-name a;;FAIL
 -m smtplimit --smtplimit-upto 2/h --smtplimit-htable-max 16777217 --smtplimit-name a;;FAIL
@@ -46,5 +48,5 @@
 -m smtplimit --smtplimit-upto 2/h --smtplimit-name .;;FAIL
 -m smtplimit --smtplimit-upto 2/h --smtplimit-name a*b;;FAIL
 -m smtplimit --smtplimit 2/h --smtplimit-strict --smtplimit-name a;-m smtplimit --smtplimit-upto 2/hour --smtplimit-burst 5 --smtplimit-strict --smtplimit-name a;OK
--m smtplimit --smtplimit-strict --smtplimit-above 2/h --smtplimit-burst 1 --smtplimit-srcmask 24 --smtplimit-name a;-m smtplimit --smtplimit-above 2/hour --smtplimit-burst 1 --smtplimit-strict --smtplimit-srcmask 24 --smtplimit-name a;OK
+-m smtplimit --smtplimit-strict --smtplimit-above 2/h --smtplimit-burst 1 --smtplimit-srcmask 24 --smtplimit-name m24;-m smtplimit --smtplimit-above 2/hour --smtplimit-burst 1 --smtplimit-strict --smtplimit-srcmask 24 --smtplimit-name m24;OK
 -m smtplimit --smtplimit 2/h --smtplimit-strict 1 --smtplimit-name a;;FAIL

@@ -12,6 +12,11 @@ def main():
     passed = failed = 0
     with open(sys.argv[1]) as f:
         lines = [l.rstrip("\n") for l in f if l.strip() and not l.startswith("#")]
+    if len(lines) % 2:
+        failed += 1
+        print(f"not ok 1 - {sys.argv[1]}: the last line, {lines[-1]!r}, has no nft line "
+              f"to match")
+        lines.pop()
     for cmd, want in zip(lines[::2], lines[1::2]):
         r = subprocess.run(shlex.split(cmd), capture_output=True, text=True)
         got = r.stdout.strip()

@@ -6,7 +6,9 @@ P (connected), R (refused: a reset) or T (timed out: dropped).
 Each --src makes --count attempts, --interval seconds apart (back to back by
 default); sources take turns, and one word of letters is printed per source.
 With --duration, one source attempts back to back for that many seconds, and
-the elapsed time follows its letters."""
+the elapsed time follows its letters. With --times, a second line gives each
+attempt's send as start,end in CLOCK_MONOTONIC seconds (the kernel judges
+the SYN between the two), space-separated, sources in turn as the letters."""
 import argparse
 import socket
 import struct
@@ -41,22 +43,33 @@ def main():
     p.add_argument("--interval", type=float, default=0)
     p.add_argument("--duration", type=float)
     p.add_argument("--timeout", type=float, default=0.5)
+    p.add_argument("--times", action="store_true")
     a = p.parse_args()
+    times = []
+
+    def timed(src):
+        t0 = time.monotonic()
+        letter = attempt(src, a.dst, a.port, a.timeout)
+        times.append(f"{t0:.6f},{time.monotonic():.6f}")
+        return letter
+
     start = time.monotonic()
     if a.duration:
         out = []
         while time.monotonic() - start < a.duration:
-            out.append(attempt(a.src[0], a.dst, a.port, a.timeout))
+            out.append(timed(a.src[0]))
         print("".join(out), f"{time.monotonic() - start:.3f}")
-        return 0
-    words = {src: [] for src in a.src}
-    for k in range(a.count):
-        delay = start + k * a.interval - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        for src in a.src:
-            words[src].append(attempt(src, a.dst, a.port, a.timeout))
-    print(" ".join("".join(w) for w in words.values()))
+    else:
+        words = {src: [] for src in a.src}
+        for k in range(a.count):
+            delay = start + k * a.interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            for src in a.src:
+                words[src].append(timed(src))
+        print(" ".join("".join(w) for w in words.values()))
+    if a.times:
+        print(" ".join(times))
     return 0
 
 
