@@ -66,9 +66,11 @@ $(PLUGIN): userspace/libxt_smtplimit.c $(SHARED_SRC) $(SHARED_HDR)
 $(UNIT): tests/unit/test_rate.c $(SHARED_SRC) $(SHARED_HDR)
 	$(CC) $(CFLAGS) $(WARN) -Iinclude/uapi -o $@ tests/unit/test_rate.c $(SHARED_SRC)
 
-# The rate arithmetic (C) and the bench report (Python, on bench/results.json).
+# The rate arithmetic (C), the tests' GCRA oracle and the bench report
+# (Python, on bench/results.json).
 unit: $(UNIT)
 	$(UNIT)
+	PYTHONPATH=tests python3 tests/unit/test_gcra.py
 	PYTHONPATH=tests python3 tests/unit/test_benchreport.py
 
 lint:
