@@ -32,6 +32,7 @@ DKMS_SRC := /usr/src/xt_smtplimit-$(VERSION)
 # What DKMS builds the module from, and nothing else.
 DKMS_FILES := dkms.conf Kbuild LICENSE kernel/xt_smtplimit.c \
 	      kernel/smtplimit_table.c kernel/smtplimit_table.h \
+	      kernel/smtplimit_mutant.h \
 	      kernel/smtplimit_proc.c kernel/smtplimit_rate.c \
 	      kernel/smtplimit_rate.h kernel/compat.h \
 	      include/uapi/linux/netfilter/xt_smtplimit.h

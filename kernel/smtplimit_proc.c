@@ -604,6 +604,15 @@ static ssize_t smtplimit_proc_write(struct file *file, const char __user *input,
 	if (!cmds)
 		goto out;
 	err = smtplimit_parse_write(t, buf, cmds, &n);
+	if (err && SMTPLIMIT_MUTANT_IS(5) && n) {
+		struct smtplimit_entry *spare = NULL;
+
+		mutex_lock(&t->write_mutex);
+		smtplimit_apply_cmds(t, cmds, 1, &spare);
+		mutex_unlock(&t->write_mutex);
+		if (spare)
+			smtplimit_entry_free_unused(t, spare);
+	}
 	if (err)
 		goto out;
 	for (i = 0; i < n; i++)

@@ -288,6 +288,8 @@ static bool smtplimit_evict(struct smtplimit_table *t, u64 now)
 	u64 debt, best = U64_MAX;
 	struct rhash_head *pos;
 
+	if (SMTPLIMIT_MUTANT_IS(3))
+		return false;
 	for (; tbl && seen < SMTPLIMIT_EVICT_SAMPLE;
 	     tbl = rht_dereference_rcu(tbl->future_tbl, &t->ht)) {
 		run = div_u64(2ULL * SMTPLIMIT_EVICT_SAMPLE * tbl->size, count);
@@ -510,7 +512,8 @@ static void smtplimit_gc(struct work_struct *work)
 		container_of(work, struct smtplimit_table, gc_work.work);
 	struct smtplimit_sweep full = { .now = smtplimit_now() };
 
-	this_cpu_add(t->stats->gc_freed, smtplimit_sweep(t, &full));
+	if (!SMTPLIMIT_MUTANT_IS(8))
+		this_cpu_add(t->stats->gc_freed, smtplimit_sweep(t, &full));
 	queue_delayed_work(system_power_efficient_wq, &t->gc_work,
 			   SMTPLIMIT_GC_INTERVAL);
 }

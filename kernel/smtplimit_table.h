@@ -39,6 +39,7 @@
 #include <linux/netfilter/xt_smtplimit.h>
 #include <linux/in6.h>
 
+#include "smtplimit_mutant.h"
 #include "smtplimit_rate.h"
 
 union smtplimit_addr {

@@ -41,6 +41,9 @@ MODULE_DESCRIPTION("Xtables: per-source limit of new connections, with readable 
 MODULE_VERSION(XT_SMTPLIMIT_VERSION);
 MODULE_ALIAS("ipt_smtplimit");
 MODULE_ALIAS("ip6t_smtplimit");
+#if SMTPLIMIT_MUTANT
+MODULE_INFO(smtplimit_mutant, __stringify(SMTPLIMIT_MUTANT));
+#endif
 
 /* Module parameters */
 
@@ -77,6 +80,32 @@ static void smtplimit_key(const struct smtplimit_table *t,
 	src = ipv6_hdr(skb)->saddr.s6_addr32;
 	for (i = 0; i < 4; i++)
 		key->ip6.s6_addr32[i] = src[i] & t->mask.ip6.s6_addr32[i];
+	if (SMTPLIMIT_MUTANT_IS(7))
+		key->ip6 = ipv6_hdr(skb)->saddr;
+}
+
+/*
+ * The attempt of a mutant build (smtplimit_mutant.h): 1, 2 and 6 fault the
+ * rule's bucket, 4 judges a banned source as a fresh one. Under e->lock.
+ */
+static bool smtplimit_mutant_attempt(struct smtplimit_entry *e, u64 now,
+				     const struct smtplimit_bucket *rule)
+{
+	struct smtplimit_bucket bucket = *rule;
+	u64 fresh = now;
+
+	if (SMTPLIMIT_MUTANT_IS(1)) {
+		bucket.interval /= 2;
+		bucket.tolerance /= 2;
+		bucket.slack = min(bucket.slack, bucket.interval - 1);
+	}
+	if (SMTPLIMIT_MUTANT_IS(2))
+		bucket.tolerance += bucket.interval;
+	if (SMTPLIMIT_MUTANT_IS(6))
+		bucket.strict = false;
+	if (SMTPLIMIT_MUTANT_IS(4) && e->banned)
+		return smtplimit_attempt(&fresh, now, &bucket);
+	return smtplimit_attempt(&e->tat, now, &bucket);
 }
 
 static bool smtplimit_mt(const struct sk_buff *skb, struct xt_action_param *par)
@@ -100,7 +129,12 @@ static bool smtplimit_mt(const struct sk_buff *skb, struct xt_action_param *par)
 			break;
 		spin_lock_bh(&e->lock);
 		if (likely(!e->dead)) {
-			pass = smtplimit_attempt(&e->tat, now, &priv->bucket);
+			if (SMTPLIMIT_MUTANT)
+				pass = smtplimit_mutant_attempt(e, now,
+								&priv->bucket);
+			else
+				pass = smtplimit_attempt(&e->tat, now,
+							 &priv->bucket);
 			if (pass)
 				e->passed++;
 			else
@@ -311,6 +345,9 @@ static int __init smtplimit_mt_init(void)
 {
 	int err;
 
+	if (SMTPLIMIT_MUTANT)
+		pr_warn("built with mutant %d, for tests only\n",
+			SMTPLIMIT_MUTANT);
 	smtplimit_clock_init(&smtplimit_clock, HZ);
 
 	err = smtplimit_caches_create();
