@@ -31,7 +31,10 @@ UNIT := tests/unit/test_rate
 VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
 DKMS_SRC := /usr/src/xt_smtplimit-$(VERSION)
 # What DKMS builds the module from, and nothing else.
-DKMS_FILES := dkms.conf Kbuild LICENSE kernel/xt_smtplimit.c kernel/smtplimit_rate.c \
+DKMS_FILES := dkms.conf Kbuild LICENSE kernel/xt_smtplimit.c \
+	      kernel/smtplimit_table.c kernel/smtplimit_table.h \
+	      kernel/smtplimit_mutant.h \
+	      kernel/smtplimit_proc.c kernel/smtplimit_rate.c \
 	      kernel/smtplimit_rate.h kernel/compat.h \
 	      include/uapi/linux/netfilter/xt_smtplimit.h
 

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Faults built in on purpose, for the tests: `make module SMTPLIMIT_MUTANT=N`
+ * builds mutant N (Kbuild passes -DSMTPLIMIT_MUTANT=N), so that a test
+ * suite can be shown to fail on each. Never set in a shipped build: there
+ * SMTPLIMIT_MUTANT is 0, every SMTPLIMIT_MUTANT_IS(n) is a constant false
+ * and the compiler drops the faulty branches, leaving the same code as
+ * without them. They are plain C conditions, not #if blocks, so that each
+ * mutant compiles in every build and cannot rot. A mutant build says so at
+ * load (pr_warn) and in modinfo (smtplimit_mutant).
+ *
+ * The mutants, all on the kernel side (smtplimit_rate.c, which userspace
+ * compiles too, has none):
+ * 0. none;
+ * 1. the rate doubled: the packet path judges with T halved;
+ * 2. burst off by one: a full bucket passes burst + 1 attempts at once;
+ * 3. no eviction: in a full table every new source is judged untracked;
+ * 4. a ban ignored on the packet path: a source banned by "+ADDR SECONDS"
+ *    is judged as a fresh source;
+ * 5. a refused proc write applies its first line: a write with a bad line
+ *    after a good first one applies the first before it fails;
+ * 6. strict mode never charging: a denied attempt in a strict table costs
+ *    nothing;
+ * 7. the IPv6 srcmask ignored: the packet path keys IPv6 sources by the
+ *    full /128;
+ * 8. GC never freeing: full entries stay until evicted, forgotten or their
+ *    table goes.
+ */
+#ifndef _SMTPLIMIT_MUTANT_H
+#define _SMTPLIMIT_MUTANT_H
+
+#ifndef SMTPLIMIT_MUTANT
+#define SMTPLIMIT_MUTANT 0
+#endif
+#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 8
+#error "SMTPLIMIT_MUTANT: no such mutant (0 to 8)"
+#endif
+
+#define SMTPLIMIT_MUTANT_IS(n) (SMTPLIMIT_MUTANT == (n))
+
+#endif /* _SMTPLIMIT_MUTANT_H */

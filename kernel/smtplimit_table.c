@@ -1,0 +1,653 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The tables of xt_smtplimit: their entries, the places entries hold in the
+ * table and netns counts, eviction for a new source when a count is at its
+ * maximum, sweeps (by the GC, a lowered maximum, a forget or flush), and
+ * tables' creation and destruction. The functions the match and the proc
+ * file call are declared in smtplimit_table.h, with the locking rules.
+ *
+ * Context: the packet path (smtplimit_entry_create(), smtplimit_lookup())
+ * runs in softirq under RCU and may not sleep; everything that walks the
+ * whole table (sweeps, smtplimit_place_take_sleeping_walk(),
+ * smtplimit_places_available()) runs in process context without RCU held
+ * and may sleep.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/inetdevice.h>
+#include <linux/percpu.h>
+#include <linux/proc_fs.h>
+#include <linux/random.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <net/net_namespace.h>
+
+#include "smtplimit_table.h"
+
+/* Entry memory */
+
+#define SMTPLIMIT_GC_INTERVAL	(2 * HZ)
+#define SMTPLIMIT_EVICT_SAMPLE	8	/* entries compared per eviction */
+#define SMTPLIMIT_EVICT_BUCKETS	4096	/* most buckets visited for them */
+#define SMTPLIMIT_PLACE_TRIES	3	/* evictions tried for one place */
+#define SMTPLIMIT_WALK_BATCH	1024	/* entries walked between reschedules */
+
+static struct kmem_cache *smtplimit_cache4 __read_mostly;
+static struct kmem_cache *smtplimit_cache6 __read_mostly;
+
+static const struct rhashtable_params smtplimit_params4 = {
+	.head_offset = offsetof(struct smtplimit_entry, node),
+	.key_offset = offsetof(struct smtplimit_entry, addr),
+	.key_len = sizeof(__be32),
+	.automatic_shrinking = true,
+};
+
+static const struct rhashtable_params smtplimit_params6 = {
+	.head_offset = offsetof(struct smtplimit_entry, node),
+	.key_offset = offsetof(struct smtplimit_entry, addr),
+	.key_len = sizeof(struct in6_addr),
+	.automatic_shrinking = true,
+};
+
+static unsigned int smtplimit_family_index(u8 family)
+{
+	return family == NFPROTO_IPV6;
+}
+
+static struct kmem_cache *smtplimit_cache(const struct smtplimit_table *t)
+{
+	return smtplimit_is_ipv4(t) ? smtplimit_cache4 : smtplimit_cache6;
+}
+
+int smtplimit_caches_create(void)
+{
+	smtplimit_cache4 = kmem_cache_create("xt_smtplimit_ipv4",
+					     offsetof(struct smtplimit_entry, addr) +
+					     sizeof(__be32), 0, 0, NULL);
+	if (!smtplimit_cache4)
+		return -ENOMEM;
+	smtplimit_cache6 = kmem_cache_create("xt_smtplimit_ipv6",
+					     sizeof(struct smtplimit_entry),
+					     0, 0, NULL);
+	if (!smtplimit_cache6) {
+		kmem_cache_destroy(smtplimit_cache4);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void smtplimit_caches_destroy(void)
+{
+	rcu_barrier();		/* smtplimit_free*_rcu still pending */
+	kmem_cache_destroy(smtplimit_cache6);
+	kmem_cache_destroy(smtplimit_cache4);
+}
+
+struct smtplimit_entry *smtplimit_entry_alloc(const struct smtplimit_table *t,
+					      gfp_t gfp)
+{
+	return kmem_cache_alloc(smtplimit_cache(t), gfp);
+}
+
+void smtplimit_entry_free_unused(const struct smtplimit_table *t,
+				 struct smtplimit_entry *e)
+{
+	kmem_cache_free(smtplimit_cache(t), e);
+}
+
+static void smtplimit_free4_rcu(struct rcu_head *head)
+{
+	kmem_cache_free(smtplimit_cache4,
+			container_of(head, struct smtplimit_entry, rcu));
+}
+
+static void smtplimit_free6_rcu(struct rcu_head *head)
+{
+	kmem_cache_free(smtplimit_cache6,
+			container_of(head, struct smtplimit_entry, rcu));
+}
+
+/* Lookup */
+
+struct smtplimit_entry *
+smtplimit_lookup(struct smtplimit_table *t, const union smtplimit_addr *key)
+{
+	if (smtplimit_is_ipv4(t))
+		return rhashtable_lookup(&t->ht, key, smtplimit_params4);
+	return rhashtable_lookup(&t->ht, key, smtplimit_params6);
+}
+
+struct smtplimit_entry *
+smtplimit_lookup_live(struct smtplimit_table *t, const union smtplimit_addr *key)
+{
+	struct smtplimit_entry *e = smtplimit_lookup(t, key);
+
+	return e && !READ_ONCE(e->dead) ? e : NULL;
+}
+
+/*
+ * Call @visit on each entry of the table until it returns false. Only RCU
+ * is held, and it is dropped every SMTPLIMIT_WALK_BATCH entries, so the
+ * caller must be free to sleep; no bucket lock is held across entries. A
+ * walk meets every entry present throughout at least once, some twice: see
+ * the proc read.
+ */
+void smtplimit_walk(struct smtplimit_table *t,
+		    bool (*visit)(struct smtplimit_table *t,
+				  struct smtplimit_entry *e, void *arg),
+		    void *arg)
+{
+	struct rhashtable_iter iter;
+	struct smtplimit_entry *e;
+	unsigned int walked = 0;
+
+	rhashtable_walk_enter(&t->ht, &iter);
+	rhashtable_walk_start(&iter);
+	while ((e = rhashtable_walk_next(&iter))) {
+		if (IS_ERR(e))		/* -EAGAIN: resized, the walk goes on */
+			continue;
+		if (!visit(t, e, arg))
+			break;
+		if (++walked % SMTPLIMIT_WALK_BATCH == 0) {
+			rhashtable_walk_stop(&iter);
+			cond_resched();
+			rhashtable_walk_start(&iter);
+		}
+	}
+	rhashtable_walk_stop(&iter);
+	rhashtable_walk_exit(&iter);
+}
+
+/* Entries */
+
+/* The mask of a prefix of @len bits over @words 32-bit words. */
+void smtplimit_prefix_mask(unsigned int len, unsigned int words,
+			   __be32 *mask)
+{
+	unsigned int i;
+
+	for (i = 0; i < words; i++, len = len > 32 ? len - 32 : 0)
+		mask[i] = inet_make_mask(min(len, 32U));
+}
+
+static struct smtplimit_entry *
+smtplimit_ht_insert(struct smtplimit_table *t, struct smtplimit_entry *e)
+{
+	if (smtplimit_is_ipv4(t))
+		return rhashtable_lookup_get_insert_fast(&t->ht, &e->node,
+							 smtplimit_params4);
+	return rhashtable_lookup_get_insert_fast(&t->ht, &e->node,
+						 smtplimit_params6);
+}
+
+/*
+ * Insert @e, allocated with a place taken for it, as the source @key with
+ * debt until @tat, @banned or not. Returns @e, or the entry another CPU
+ * inserted for the same source first (then @e is freed and its place given
+ * back), or NULL when the table had no memory.
+ */
+struct smtplimit_entry *
+smtplimit_entry_insert(struct smtplimit_table *t, struct smtplimit_entry *e,
+		       const union smtplimit_addr *key, u64 tat, bool banned)
+{
+	struct smtplimit_entry *old;
+
+	spin_lock_init(&e->lock);
+	e->tat = tat;
+	e->passed = 0;
+	e->denied = 0;
+	e->dead = false;
+	e->banned = banned;
+	if (smtplimit_is_ipv4(t))
+		e->addr.ip = key->ip;
+	else
+		e->addr.ip6 = key->ip6;
+
+	old = smtplimit_ht_insert(t, e);
+	if (!old) {
+		this_cpu_inc(t->stats->created);
+		return e;
+	}
+	/* @e was never visible to anyone: free it at once. */
+	kmem_cache_free(smtplimit_cache(t), e);
+	smtplimit_place_release(t);
+	return IS_ERR(old) ? NULL : old;
+}
+
+/*
+ * Unhash @e, if it is full or @owing_too, and free it after a grace
+ * period. Marking it dead under its lock first means exactly one caller
+ * unhashes it, and no attempt is charged to an entry on its way out.
+ * The caller accounts for the place it held.
+ */
+bool smtplimit_entry_kill(struct smtplimit_table *t,
+			  struct smtplimit_entry *e, u64 now,
+			  bool owing_too)
+{
+	bool take;
+	int err;
+
+	spin_lock_bh(&e->lock);
+	take = !e->dead && (owing_too || smtplimit_is_full(e->tat, now));
+	if (take)
+		e->dead = true;
+	spin_unlock_bh(&e->lock);
+	if (!take)
+		return false;
+
+	if (smtplimit_is_ipv4(t))
+		err = rhashtable_remove_fast(&t->ht, &e->node, smtplimit_params4);
+	else
+		err = rhashtable_remove_fast(&t->ht, &e->node, smtplimit_params6);
+	WARN_ON_ONCE(err);
+	call_rcu(&e->rcu, smtplimit_is_ipv4(t) ? smtplimit_free4_rcu :
+						 smtplimit_free6_rcu);
+	return true;
+}
+
+/* Eviction */
+
+/* A ban keeps its entry from eviction while the debt is beyond @tolerance. */
+static bool smtplimit_ban_holds(const struct smtplimit_entry *e, u64 debt,
+				u64 tolerance)
+{
+	return READ_ONCE(e->banned) && debt > tolerance;
+}
+
+/* Evict @e, unless someone else killed it first. */
+static bool smtplimit_evict_entry(struct smtplimit_table *t,
+				  struct smtplimit_entry *e, u64 now)
+{
+	if (!smtplimit_entry_kill(t, e, now, true))
+		return false;
+	this_cpu_inc(t->stats->evicted);
+	return true;
+}
+
+/*
+ * Unhash, out of a sample of at least SMTPLIMIT_EVICT_SAMPLE entries from a
+ * random run of buckets, the one whose bucket will be full soonest; banned
+ * sources are never taken. Its place in the table and netns counts passes to
+ * the caller. Called under RCU.
+ *
+ * rhashtable keeps between 3/8 and 3/4 of an entry per bucket, so a few
+ * dozen buckets give the sample. Until it has shrunk after the maximum was
+ * lowered, or when the netns cap rather than the table's own maximum is
+ * reached, the table can be far sparser: the run is then long enough to
+ * expect twice the sample, up to SMTPLIMIT_EVICT_BUCKETS buckets. During a
+ * resize, entries move from the bucket table to its future one: the sample
+ * goes on there.
+ */
+static bool smtplimit_evict(struct smtplimit_table *t, u64 now)
+{
+	u64 tolerance = READ_ONCE(t->tolerance);
+	const struct bucket_table *tbl = rht_dereference_rcu(t->ht.tbl, &t->ht);
+	unsigned int count = max_t(int, atomic_read(&t->count), 1);
+	struct smtplimit_entry *e, *victim = NULL;
+	unsigned int i, run, seen = 0, start;
+	u64 debt, best = U64_MAX;
+	struct rhash_head *pos;
+
+	if (SMTPLIMIT_MUTANT_IS(3))
+		return false;
+	for (; tbl && seen < SMTPLIMIT_EVICT_SAMPLE;
+	     tbl = rht_dereference_rcu(tbl->future_tbl, &t->ht)) {
+		run = div_u64(2ULL * SMTPLIMIT_EVICT_SAMPLE * tbl->size, count);
+		run = max_t(unsigned int, run, 4 * SMTPLIMIT_EVICT_SAMPLE);
+		run = min3(run, tbl->size, (unsigned int)SMTPLIMIT_EVICT_BUCKETS);
+		start = get_random_u32();
+		for (i = 0; i < run && seen < SMTPLIMIT_EVICT_SAMPLE; i++) {
+			rht_for_each_entry_rcu(e, pos, tbl,
+					       (start + i) & (tbl->size - 1), node) {
+				seen++;
+				debt = smtplimit_debt(READ_ONCE(e->tat), now);
+				if (smtplimit_ban_holds(e, debt, tolerance))
+					continue;
+				if (debt < best && !READ_ONCE(e->dead)) {
+					best = debt;
+					victim = e;
+				}
+			}
+		}
+	}
+	return victim && smtplimit_evict_entry(t, victim, now);
+}
+
+/* Places */
+
+/* Reserve a place below @limit; false if there is none. */
+static bool smtplimit_inc_below(atomic_t *v, unsigned int limit)
+{
+	int old = atomic_read(v);
+
+	do {
+		if ((unsigned int)old >= limit)
+			return false;
+	} while (!atomic_try_cmpxchg(v, &old, old + 1));
+	return true;
+}
+
+/* Reserve a place in the table and netns counts, in both or neither. */
+static bool smtplimit_place_take_free(struct smtplimit_table *t)
+{
+	if (!smtplimit_inc_below(&t->count, READ_ONCE(t->max)))
+		return false;
+	if (smtplimit_inc_below(&t->sn->entries,
+				READ_ONCE(smtplimit_netns_max_entries)))
+		return true;
+	atomic_dec(&t->count);
+	return false;
+}
+
+void smtplimit_place_release(struct smtplimit_table *t)
+{
+	atomic_dec(&t->count);
+	atomic_dec(&t->sn->entries);
+}
+
+/*
+ * Reserve a place for a new entry in the table and the netns counts; at a
+ * maximum, evict an entry and take its place. An eviction fails when its
+ * victim is killed first by someone else (GC, a forget or flush written to
+ * the proc file), which gives a place back, or when its sample meets no
+ * entry, as while a sweep down to a lowered maximum empties the table from
+ * its first bucket on: then try again, a few times. Called under RCU.
+ */
+static bool smtplimit_place_take(struct smtplimit_table *t, u64 now)
+{
+	unsigned int tries;
+
+	for (tries = 0; tries < SMTPLIMIT_PLACE_TRIES; tries++)
+		if (smtplimit_place_take_free(t) || smtplimit_evict(t, now))
+			return true;
+	return false;
+}
+
+struct smtplimit_place_walk {
+	u64 now;
+	u64 tolerance;
+	bool got;			/* a place, free or evicted */
+};
+
+static bool smtplimit_place_walk_visit(struct smtplimit_table *t,
+				       struct smtplimit_entry *e, void *arg)
+{
+	struct smtplimit_place_walk *pw = arg;
+	u64 debt = smtplimit_debt(READ_ONCE(e->tat), pw->now);
+
+	pw->got = smtplimit_place_take_free(t) ||
+		  (!smtplimit_ban_holds(e, debt, pw->tolerance) &&
+		   smtplimit_evict_entry(t, e, pw->now));
+	return !pw->got;
+}
+
+/*
+ * A place for a source banned through the proc file. The sampled evictions
+ * of smtplimit_place_take() can all fail while an entry that no ban holds
+ * remains (see there); a proc writer may sleep, so it then walks the whole
+ * table for such an entry. Fails only when the walk finds none: every entry
+ * is held by a ban. Called without RCU held.
+ */
+bool smtplimit_place_take_sleeping_walk(struct smtplimit_table *t, u64 now)
+{
+	struct smtplimit_place_walk pw = {
+		.now = now, .tolerance = READ_ONCE(t->tolerance),
+	};
+
+	rcu_read_lock();
+	pw.got = smtplimit_place_take(t, now);
+	rcu_read_unlock();
+	if (!pw.got)
+		smtplimit_walk(t, smtplimit_place_walk_visit, &pw);
+	return pw.got || smtplimit_place_take_free(t);
+}
+
+struct smtplimit_places_count {
+	u64 now;
+	u64 tolerance;
+	unsigned int found;		/* free places and entries no ban holds */
+	unsigned int need;
+};
+
+static bool smtplimit_places_count_visit(struct smtplimit_table *t,
+					 struct smtplimit_entry *e, void *arg)
+{
+	struct smtplimit_places_count *pc = arg;
+	u64 debt = smtplimit_debt(READ_ONCE(e->tat), pc->now);
+
+	if (!READ_ONCE(e->dead) && !smtplimit_ban_holds(e, debt, pc->tolerance))
+		pc->found++;
+	return pc->found < pc->need;
+}
+
+/*
+ * Whether @need places can be had without evicting a ban: free ones, then
+ * entries no ban holds (each frees a place in the table and the netns
+ * counts alike). Asked before anything is evicted, so that a write refused
+ * with -ENOSPC has evicted nothing. Writers to a table are serialised and a
+ * packet only trades an entry no ban holds for another, so the answer holds
+ * while places are taken unless the maximum is lowered meanwhile, another
+ * table of the netns takes the last of its cap, or a resize shows the walk
+ * an entry twice. Called without RCU held.
+ */
+bool smtplimit_places_available(struct smtplimit_table *t,
+				unsigned int need, u64 now)
+{
+	int table = READ_ONCE(t->max) - atomic_read(&t->count);
+	int netns = READ_ONCE(smtplimit_netns_max_entries) -
+		    atomic_read(&t->sn->entries);
+	struct smtplimit_places_count pc = {
+		.now = now, .tolerance = READ_ONCE(t->tolerance), .need = need,
+		.found = max(min(table, netns), 0),
+	};
+
+	if (pc.found < need)
+		smtplimit_walk(t, smtplimit_places_count_visit, &pc);
+	return pc.found >= need;
+}
+
+/*
+ * Track a new source, with a full bucket, in place of an evicted one when
+ * the table or the netns is at its maximum. NULL when no place or memory
+ * could be had: the caller then judges the attempt untracked.
+ */
+struct smtplimit_entry *
+smtplimit_entry_create(struct smtplimit_table *t,
+		       const union smtplimit_addr *key, u64 now)
+{
+	struct smtplimit_entry *e;
+
+	e = kmem_cache_alloc(smtplimit_cache(t), GFP_ATOMIC | __GFP_NOWARN);
+	if (!e)
+		return NULL;
+	if (!smtplimit_place_take(t, now)) {
+		kmem_cache_free(smtplimit_cache(t), e);
+		return NULL;
+	}
+	return smtplimit_entry_insert(t, e, key, now, false);
+}
+
+/* Sweeps and GC */
+
+static bool smtplimit_in_prefix(const struct smtplimit_table *t,
+				const union smtplimit_addr *addr,
+				const struct smtplimit_sweep *sw)
+{
+	unsigned int i, words = smtplimit_is_ipv4(t) ? 1 : 4;
+
+	for (i = 0; i < words; i++)
+		if ((addr->ip6.s6_addr32[i] & sw->mask->ip6.s6_addr32[i]) !=
+		    sw->prefix->ip6.s6_addr32[i])
+			return false;
+	return true;
+}
+
+static bool smtplimit_sweep_visit(struct smtplimit_table *t,
+				  struct smtplimit_entry *e, void *arg)
+{
+	struct smtplimit_sweep *sw = arg;
+
+	if (sw->to_max && atomic_read(&t->count) <= READ_ONCE(t->max))
+		return false;
+	if ((!sw->prefix || smtplimit_in_prefix(t, &e->addr, sw)) &&
+	    smtplimit_entry_kill(t, e, sw->now, sw->owing_too)) {
+		smtplimit_place_release(t);
+		sw->killed++;
+	}
+	return true;
+}
+
+/* Unhash the entries @sw selects; returns how many. */
+unsigned int smtplimit_sweep(struct smtplimit_table *t,
+			     struct smtplimit_sweep *sw)
+{
+	sw->killed = 0;
+	smtplimit_walk(t, smtplimit_sweep_visit, sw);
+	return sw->killed;
+}
+
+static void smtplimit_gc(struct work_struct *work)
+{
+	struct smtplimit_table *t =
+		container_of(work, struct smtplimit_table, gc_work.work);
+	struct smtplimit_sweep full = { .now = smtplimit_now() };
+
+	if (!SMTPLIMIT_MUTANT_IS(8))
+		this_cpu_add(t->stats->gc_freed, smtplimit_sweep(t, &full));
+	queue_delayed_work(system_power_efficient_wq, &t->gc_work,
+			   SMTPLIMIT_GC_INTERVAL);
+}
+
+/* Tables */
+
+struct smtplimit_table *
+smtplimit_table_find(struct smtplimit_net *sn, u8 family, const char *name)
+{
+	struct smtplimit_table *t;
+
+	hlist_for_each_entry(t, &sn->tables, node)
+		if (t->family == family && strcmp(t->name, name) == 0)
+			return t;
+	return NULL;
+}
+
+/* The newest rule's rate and bucket, consistent with each other. */
+u32 smtplimit_table_newest(struct smtplimit_table *t,
+			   struct smtplimit_bucket *bucket)
+{
+	u32 rate;
+
+	spin_lock_bh(&t->newest_lock);
+	rate = t->rate;
+	*bucket = t->bucket;
+	spin_unlock_bh(&t->newest_lock);
+	return rate;
+}
+
+/*
+ * The newest rule's rate, burst and maximum apply to the table; a lower
+ * maximum frees full entries first, then evicts any, down to it.
+ */
+void smtplimit_table_follow_newest(struct smtplimit_table *t)
+{
+	const struct xt_smtplimit_priv *newest =
+		list_last_entry(&t->rules, struct xt_smtplimit_priv, node);
+	struct smtplimit_sweep full = { .now = smtplimit_now() };
+	struct smtplimit_sweep to_max = { .now = full.now, .owing_too = true,
+					  .to_max = true };
+
+	spin_lock_bh(&t->newest_lock);
+	t->rate = newest->rate;
+	t->bucket = newest->bucket;
+	spin_unlock_bh(&t->newest_lock);
+	WRITE_ONCE(t->tolerance, newest->bucket.tolerance);
+	WRITE_ONCE(t->max, newest->max);
+	if (atomic_read(&t->count) > newest->max)
+		this_cpu_add(t->stats->gc_freed, smtplimit_sweep(t, &full));
+	if (atomic_read(&t->count) > newest->max)
+		this_cpu_add(t->stats->evicted, smtplimit_sweep(t, &to_max));
+}
+
+struct smtplimit_table *
+smtplimit_table_create(struct smtplimit_net *sn, struct net *net, u8 family,
+		       const struct xt_smtplimit_mtinfo *info)
+{
+	struct proc_dir_entry *dir = sn->proc_dir[smtplimit_family_index(family)];
+	kuid_t uid = make_kuid(net->user_ns, 0);
+	kgid_t gid = make_kgid(net->user_ns, 0);
+	struct smtplimit_table *t;
+	int err = -ENOMEM;
+
+	if (!dir)
+		return ERR_PTR(-ENOENT);
+	t = kzalloc(sizeof(*t), GFP_KERNEL_ACCOUNT);
+	if (!t)
+		return ERR_PTR(-ENOMEM);
+	t->stats = alloc_percpu(struct smtplimit_stats);
+	if (!t->stats)
+		goto free_table;
+	err = rhashtable_init(&t->ht, family == NFPROTO_IPV4 ?
+				      &smtplimit_params4 : &smtplimit_params6);
+	if (err)
+		goto free_stats;
+
+	INIT_LIST_HEAD(&t->rules);
+	INIT_DEFERRABLE_WORK(&t->gc_work, smtplimit_gc);
+	mutex_init(&t->write_mutex);
+	spin_lock_init(&t->newest_lock);
+	t->sn = sn;
+	t->net = net;
+	t->family = family;
+	t->srcmask = info->srcmask;
+	smtplimit_prefix_mask(info->srcmask, family == NFPROTO_IPV4 ? 1 : 4,
+			      t->mask.ip6.s6_addr32);
+	strscpy(t->name, info->name, sizeof(t->name));
+
+	t->pde = proc_create_data(t->name, 0644, dir, &smtplimit_proc_ops, t);
+	if (!t->pde) {
+		err = -ENOMEM;
+		goto destroy_ht;
+	}
+	if (uid_valid(uid) && gid_valid(gid))
+		proc_set_user(t->pde, uid, gid);
+
+	hlist_add_head(&t->node, &sn->tables);
+	queue_delayed_work(system_power_efficient_wq, &t->gc_work,
+			   SMTPLIMIT_GC_INTERVAL);
+	return t;
+
+destroy_ht:
+	rhashtable_destroy(&t->ht);
+free_stats:
+	free_percpu(t->stats);
+free_table:
+	kfree(t);
+	return ERR_PTR(err);
+}
+
+static void smtplimit_entry_free_at_destroy(void *ptr, void *cache)
+{
+	kmem_cache_free(cache, ptr);
+}
+
+/*
+ * The last rule is gone, after a grace period: no packet can reach the table.
+ * Its proc file goes first (remove_proc_entry() waits for readers), then the
+ * GC.
+ */
+void smtplimit_table_destroy(struct smtplimit_table *t)
+{
+	struct proc_dir_entry *dir =
+		t->sn->proc_dir[smtplimit_family_index(t->family)];
+
+	hlist_del(&t->node);
+	if (dir)
+		remove_proc_entry(t->name, dir);
+	cancel_delayed_work_sync(&t->gc_work);
+	atomic_sub(atomic_read(&t->count), &t->sn->entries);
+	rhashtable_free_and_destroy(&t->ht, smtplimit_entry_free_at_destroy,
+				    smtplimit_cache(t));
+	free_percpu(t->stats);
+	mutex_destroy(&t->write_mutex);
+	kfree(t);
+}

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Private to the module: the tables, their entries and the functions of
+ * smtplimit_table.c that the match (xt_smtplimit.c) and the proc file
+ * (smtplimit_proc.c) call. The module-wide state lives in xt_smtplimit.c.
+ *
+ * Locking:
+ * - smtplimit_mutex (xt_smtplimit.c) guards each netns's table list, each
+ *   table's rule list and the proc directories. Checkentry, destroy and the
+ *   netns exit take it; the smtplimit_table_*() calls below that change the
+ *   table list or a table's rules run under it. Packets, proc reads and proc
+ *   writes never take it.
+ * - Lookups are lockless, under RCU: an entry is freed a grace period after
+ *   it is unhashed. smtplimit_walk() holds RCU only, dropped between batches,
+ *   and no bucket lock across entries.
+ * - smtplimit_entry.lock (spin_lock_bh) guards an entry's tat, passed,
+ *   denied, dead and banned. Lockless reads of them (eviction sampling, the
+ *   place counts) are hints, rechecked under the lock before anything is
+ *   changed; the one that sets dead unhashes the entry.
+ * - smtplimit_table.newest_lock guards the table's rate and bucket, so that
+ *   a proc reader sees the two of one rule.
+ * - smtplimit_table.write_mutex serialises the table's proc writes.
+ * - A place is one unit of smtplimit_table.count and of
+ *   smtplimit_net.entries, both atomic: it is reserved in both or neither
+ *   before an entry is inserted, and given back in both when one is unhashed.
+ */
+#ifndef _SMTPLIMIT_TABLE_H
+#define _SMTPLIMIT_TABLE_H
+
+#include <linux/atomic.h>
+#include <linux/jiffies.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/rhashtable.h>
+#include <linux/spinlock.h>
+#include <linux/types.h>
+#include <linux/workqueue.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/xt_smtplimit.h>
+#include <linux/in6.h>
+
+#include "smtplimit_mutant.h"
+#include "smtplimit_rate.h"
+
+union smtplimit_addr {
+	__be32 ip;
+	struct in6_addr ip6;
+};
+
+/*
+ * One tracked source. Once dead, its state is never read again under its
+ * lock, so the rcu_head that frees it can share the state's memory: readers
+ * that still hold the entry take the lock and find it dead, and lockless
+ * reads of tat (eviction sampling, the proc walk) are hints rechecked under
+ * the lock.
+ */
+struct smtplimit_entry {
+	struct rhash_head node;		/* in smtplimit_table.ht */
+	union {
+		struct {
+			u64 tat;	/* theoretical arrival time, clock units */
+			u32 passed;	/* attempts that conformed */
+			u32 denied;	/* attempts that did not */
+		};
+		struct rcu_head rcu;	/* once dead: the deferred free */
+	};
+	spinlock_t lock;		/* tat, passed, denied, dead, banned */
+	bool dead;			/* being unhashed: charge nothing more */
+	bool banned;			/* by "+ADDR SECONDS": not evicted
+					 * until it may pass again
+					 */
+	union smtplimit_addr addr;	/* the key; last, so that IPv4 entries
+					 * are allocated without the IPv6 tail
+					 */
+};
+
+/* Per-CPU counters since the table was created, summed by proc reads. */
+struct smtplimit_stats {
+	u64 passed;			/* attempts that conformed */
+	u64 denied;			/* attempts that did not */
+	u64 evicted;			/* entries dropped for room */
+	u64 untracked;			/* attempts judged with no entry */
+	u64 created;			/* entries created */
+	u64 gc_freed;			/* full entries freed by the GC */
+	u64 forgotten;			/* entries removed by "-" and "/" */
+	u64 banned;			/* entries set by "+" */
+	u64 flushes;			/* "/" commands */
+};
+
+struct smtplimit_net {
+	struct hlist_head tables;		/* smtplimit_mutex */
+	struct proc_dir_entry *proc_dir[2];	/* ipt_, ip6t_; NULL after exit */
+	atomic_t entries;			/* in all tables of the netns */
+};
+
+/* A named table, shared by every rule of its netns and family naming it. */
+struct smtplimit_table {
+	struct rhashtable ht;		/* tracked sources by masked address */
+	struct hlist_node node;		/* in smtplimit_net.tables */
+	struct list_head rules;		/* xt_smtplimit_priv, oldest first */
+	struct smtplimit_net *sn;
+	struct net *net;		/* whose admin may write the proc file */
+	struct proc_dir_entry *pde;
+	struct delayed_work gc_work;
+	struct smtplimit_stats __percpu *stats;
+	struct mutex write_mutex;	/* one proc write at a time */
+	atomic_t count;			/* entries, full ones not yet collected too */
+	u32 max;			/* most entries, from the newest rule */
+	u64 tolerance;			/* the newest rule's: a ban holds
+					 * while the debt is beyond it
+					 */
+	spinlock_t newest_lock;		/* rate, bucket */
+	u32 rate;			/* the newest rule's, for proc */
+	struct smtplimit_bucket bucket;
+	u8 family;
+	u8 srcmask;
+	union smtplimit_addr mask;	/* srcmask as an address mask */
+	char name[XT_SMTPLIMIT_NAME_LEN];
+};
+
+/* What a rule keeps of its own: the rate math done once, at checkentry. */
+struct xt_smtplimit_priv {
+	struct smtplimit_table *table;
+	struct list_head node;		/* in smtplimit_table.rules */
+	struct smtplimit_bucket bucket;	/* from rate, burst and strict */
+	u32 rate;
+	u32 max;
+};
+
+/* Which entries a sweep unhashes. */
+struct smtplimit_sweep {
+	u64 now;
+	bool owing_too;			/* owing entries too, not only full ones */
+	bool to_max;			/* stop once down to the maximum */
+	const union smtplimit_addr *prefix;	/* if set, only within it: */
+	const union smtplimit_addr *mask;	/* prefix is masked with it */
+	unsigned int killed;		/* out: how many were unhashed */
+};
+
+/* Module-wide, in xt_smtplimit.c: set at load from HZ, the units of every TAT. */
+extern struct smtplimit_clock smtplimit_clock;
+/* Module-wide, in xt_smtplimit.c: the netns_max_entries parameter. */
+extern unsigned int smtplimit_netns_max_entries;
+/* In smtplimit_proc.c: the operations of each table's proc file. */
+extern const struct proc_ops smtplimit_proc_ops;
+
+/* Now in clock units; wraps after 2^64 units, which every use tolerates. */
+static inline u64 smtplimit_now(void)
+{
+	u64 jiffies_now = get_jiffies_64();
+
+	return jiffies_now << smtplimit_clock.shift;
+}
+
+static inline bool smtplimit_is_ipv4(const struct smtplimit_table *t)
+{
+	return t->family == NFPROTO_IPV4;
+}
+
+/* Module load and unload: the entry caches; the destroy waits for RCU frees. */
+int smtplimit_caches_create(void);
+void smtplimit_caches_destroy(void);
+
+/* The entry of @key, dead or not. Under RCU. */
+struct smtplimit_entry *smtplimit_lookup(struct smtplimit_table *t,
+					 const union smtplimit_addr *key);
+/* The entry of @key unless it is dead. Under RCU. */
+struct smtplimit_entry *smtplimit_lookup_live(struct smtplimit_table *t,
+					      const union smtplimit_addr *key);
+/* Call @visit on each entry until it returns false. May sleep. */
+void smtplimit_walk(struct smtplimit_table *t,
+		    bool (*visit)(struct smtplimit_table *t,
+				  struct smtplimit_entry *e, void *arg),
+		    void *arg);
+
+/* An entry's memory for table @t, with no place taken for it yet. */
+struct smtplimit_entry *smtplimit_entry_alloc(const struct smtplimit_table *t,
+					      gfp_t gfp);
+/* Free an entry from smtplimit_entry_alloc() that was never inserted. */
+void smtplimit_entry_free_unused(const struct smtplimit_table *t,
+				 struct smtplimit_entry *e);
+/* Insert @e, which holds a place; returns it, the one there first, or NULL. */
+struct smtplimit_entry *smtplimit_entry_insert(struct smtplimit_table *t,
+					       struct smtplimit_entry *e,
+					       const union smtplimit_addr *key,
+					       u64 tat, bool banned);
+/* A packet's new source, in a place free or evicted; NULL if none. Under RCU. */
+struct smtplimit_entry *smtplimit_entry_create(struct smtplimit_table *t,
+					       const union smtplimit_addr *key,
+					       u64 now);
+/* Unhash @e if full (or @owing_too) and not dead; the caller frees its place. */
+bool smtplimit_entry_kill(struct smtplimit_table *t, struct smtplimit_entry *e,
+			  u64 now, bool owing_too);
+
+/* Give back the place of an entry unhashed, or one taken and not used. */
+void smtplimit_place_release(struct smtplimit_table *t);
+/* Take a place, evicting if need be, walking the whole table: may sleep. */
+bool smtplimit_place_take_sleeping_walk(struct smtplimit_table *t, u64 now);
+/* Whether @need places can be had without evicting a ban. May sleep. */
+bool smtplimit_places_available(struct smtplimit_table *t, unsigned int need,
+				u64 now);
+
+/* The mask of a prefix of @len bits over @words 32-bit words. */
+void smtplimit_prefix_mask(unsigned int len, unsigned int words, __be32 *mask);
+/* Unhash the entries @sw selects, giving back their places; how many. */
+unsigned int smtplimit_sweep(struct smtplimit_table *t,
+			     struct smtplimit_sweep *sw);
+
+/* The newest rule's rate, and its bucket in @bucket. */
+u32 smtplimit_table_newest(struct smtplimit_table *t,
+			   struct smtplimit_bucket *bucket);
+/* The table of @family named @name in @sn, or NULL. Under smtplimit_mutex. */
+struct smtplimit_table *smtplimit_table_find(struct smtplimit_net *sn,
+					     u8 family, const char *name);
+/* A new table with its proc file, in @sn of @net. Under smtplimit_mutex. */
+struct smtplimit_table *
+smtplimit_table_create(struct smtplimit_net *sn, struct net *net, u8 family,
+		       const struct xt_smtplimit_mtinfo *info);
+/* Apply the newest rule of t->rules to the table. Under smtplimit_mutex. */
+void smtplimit_table_follow_newest(struct smtplimit_table *t);
+/* Free a table with no rule left, after a grace period. Under smtplimit_mutex. */
+void smtplimit_table_destroy(struct smtplimit_table *t);
+
+#endif /* _SMTPLIMIT_TABLE_H */
