@@ -7,7 +7,8 @@ one module per concern.
   one (setns) or a new one (unshare), a chain's rule counters;
 - lib.proc: the smtplimit proc file: the header line and the whole table;
 - lib.traffic: pktgen and tests/tools/send6, the IPv4 and IPv6 floods,
-  and Smtp, a Pair with TCP connections to port 25;
+  and Smtp, a Pair with TCP connections to port 25 (tests/functional/
+  connect.py: counted, timed for the GCRA oracle, or for a duration);
 - lib.results: the "ok N - ..." lines and the "NAME: N passed, N failed"
   total that tests/results.sh tallies;
 - lib.memstat: the kernel's memory figures (Slab, VmallocUsed, Percpu);
