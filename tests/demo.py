@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+from lib import gcra
 from lib.netns import SRV4, veth_pair
 from lib.run import ns, sh
 
@@ -44,7 +45,7 @@ RCPT = "postmaster@example.net"
 # The seed: 2/hour, burst 2. Scaled 60x: 2/minute, so a minute here stands
 # for an hour there.
 SCALE = 60
-RATE, BURST, PERIOD = "2/minute", 2, 30.0
+RATE, BURST = "2/minute", 2
 if SHORT:
     DURATION, MTA_AT, BOTS = 45, [1, 6, 38], BOTNET[:100]
 else:
@@ -453,7 +454,6 @@ def main():
         # connect timeout (5 s): more attempts never pass fewer, so first
         # SYNs alone give the least, and attempts at every jiffy over
         # the whole span (at most burst pass in one) give the most.
-        from lib import gcra
         hz = gcra.guest_hz()
         starts = sorted(a["t"] for a in r2["client"]["attacker"])
         apart = []  # tries 1 s apart: a subset, which passes no more

@@ -4,8 +4,9 @@
 network namespace joined by veth, real TCP connections to port 25, rules
 added with iptables-legacy or iptables-nft, and the proc file read back.
 
-Runs inside the test guest (tests/run-all), with xt_smtplimit loaded and
-XTABLES_LIBDIR pointing at the extension:
+Runs inside the test guest (tests/run-all), with xt_smtplimit loaded,
+XTABLES_LIBDIR pointing at the extension and tests/ on PYTHONPATH for the
+test library, lib (tests/guest-lib.sh sets both):
 
     test_smtplimit.py [--backend legacy|nft] [TEST...]
 
@@ -19,25 +20,16 @@ import sys
 import time
 import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
-from lib import gcra  # noqa: E402
+from lib import gcra, proc
+from lib.netns import SRV4
+from lib.run import sh
+from lib.traffic import PY, Smtp
 
-PY = "/usr/bin/python3"
-SRV4, CLI4 = "192.0.2.1", "192.0.2.2"
-SRV6, CLI6 = "2001:db8::1", "2001:db8::2"
+HERE = os.path.dirname(os.path.abspath(__file__))
 PARAM = "/sys/module/xt_smtplimit/parameters/netns_max_entries"
 REFCNT = "/sys/module/xt_smtplimit/refcnt"
 MODULE = os.environ.get("XT_MODULE") or os.path.join(HERE, "../../xt_smtplimit.ko")
 HZ = gcra.guest_hz()
-
-
-def sh(cmd, check=True, **kw):
-    kw.setdefault("text", True)
-    r = subprocess.run(cmd, capture_output=True, **kw)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()}")
-    return r
 
 
 def expect(cond, what):
@@ -55,140 +47,10 @@ def poll(fn, seconds=5.0, step=0.1):
         time.sleep(step)
 
 
-class Proc:
-    """One read of a table's proc file: header keys and lines by source."""
-
-    def __init__(self, text):
-        lines = text.splitlines()
-        m = re.match(r"# (\S+): (.*)", lines[0])
-        expect(m, f"bad header {lines[0]!r}")
-        self.name = m.group(1)
-        words = m.group(2).split()
-        self.header = dict(zip(words[::2], words[1::2]))
-        expect(lines[1].split()[1:] == ["source", "tokens", "next_s", "full_s",
-                                        "passed", "denied"],
-               f"bad column line {lines[1]!r}")
-        self.rows = {}
-        for line in lines[2:]:
-            f = line.split()
-            self.rows[f[0]] = dict(tokens=float(f[1]), next_s=int(f[2]),
-                                   full_s=int(f[3]), passed=int(f[4]),
-                                   denied=int(f[5]))
-
-    def count(self, key):
-        return int(self.header[key])
-
-    def entries(self):
-        n, m = self.header["entries"].split("/")
-        return int(n), int(m)
-
-
-class Env:
-    """A server and a client namespace; rules go into the server's."""
-
-    serial = 0
-
-    def __init__(self, backend):
-        Env.serial += 1
-        self.backend = backend
-        self.srv = f"srv{Env.serial}"
-        self.cli = f"cli{Env.serial}"
-        for ns in (self.srv, self.cli):
-            sh(["ip", "netns", "add", ns])
-            self.ns(ns, "ip", "link", "set", "lo", "up")
-        sh(["ip", "link", "add", "veth0", "netns", self.srv, "type", "veth",
-            "peer", "name", "veth1", "netns", self.cli])
-        self.ns(self.srv, "ip", "addr", "add", f"{SRV4}/24", "dev", "veth0")
-        self.ns(self.srv, "ip", "addr", "add", f"{SRV6}/64", "dev", "veth0", "nodad")
-        self.ns(self.cli, "ip", "addr", "add", f"{CLI4}/24", "dev", "veth1")
-        self.ns(self.cli, "ip", "addr", "add", f"{CLI6}/64", "dev", "veth1", "nodad")
-        for ns, dev in ((self.srv, "veth0"), (self.cli, "veth1")):
-            self.ns(ns, "ip", "link", "set", dev, "up")
-        for net in ("198.51.100.0/24", "203.0.113.0/24"):
-            self.ns(self.srv, "ip", "route", "add", net, "dev", "veth0")
-        self.ns(self.srv, "ip", "-6", "route", "add", "2001:db8::/32", "dev", "veth0")
-        self.ns(self.cli, "ip", "-6", "route", "add", "2001:db8::/32", "dev", "veth1")
-        self.addrs = set()
-        self.listener = subprocess.Popen(
-            ["ip", "netns", "exec", self.srv, PY, f"{HERE}/listener.py"],
-            stdout=subprocess.PIPE, text=True)
-        expect(self.listener.stdout.readline().strip() == "listening",
-               "listener did not start")
-
-    def close(self):
-        self.listener.kill()
-        self.listener.wait()
-        for ns in (self.srv, self.cli):
-            sh(["ip", "netns", "del", ns], check=False)
-
-    def ns(self, ns, *cmd, check=True, **kw):
-        return sh(["ip", "netns", "exec", ns] + list(cmd), check=check, **kw)
-
-    def tool(self, v6=False, what=""):
-        return f"{'ip6tables' if v6 else 'iptables'}-{self.backend}{what}"
-
-    def ipt(self, *args, v6=False, check=True):
-        return self.ns(self.srv, self.tool(v6), *args, check=check)
-
-    def save(self, v6=False):
-        return self.ns(self.srv, self.tool(v6, "-save")).stdout
-
-    def rules(self, v6=False):
-        """The saved ruleset without its comments (which carry a date)."""
-        return [l for l in self.save(v6).splitlines() if not l.startswith("#")]
-
-    def restore(self, text, v6=False, check=True):
-        return self.ns(self.srv, self.tool(v6, "-restore"), input=text,
-                       check=check)
-
-    def client_addr(self, addr):
-        if addr in self.addrs or addr in (CLI4, CLI6):
-            return
-        if ":" in addr:
-            self.ns(self.cli, "ip", "addr", "add", f"{addr}/128", "dev", "veth1", "nodad")
-        else:
-            self.ns(self.cli, "ip", "addr", "add", f"{addr}/32", "dev", "veth1")
-        self.addrs.add(addr)
-
-    def connect(self, src, count=1, timeout=0.5):
-        """Letters per attempt: P passed, R reset, T dropped."""
-        self.client_addr(src)
-        dst = SRV6 if ":" in src else SRV4
-        return self.ns(self.cli, PY, f"{HERE}/connect.py", "--src", src,
-                       "--dst", dst, "--count", str(count),
-                       "--timeout", str(timeout)).stdout.strip()
-
-    def connect_each(self, srcs):
-        """One attempt from each source, in one client run: a word each."""
-        for a in srcs:
-            self.client_addr(a)
-        dst = SRV6 if ":" in srcs[0] else SRV4
-        return self.ns(self.cli, PY, f"{HERE}/connect.py", *[f"--src={a}" for a in srcs],
-                       "--dst", dst).stdout.split()
-
-    def attempts(self, src, *how, timeout=0.5):
-        """Letters and each attempt's (start, end) send time, for the
-        oracle: how is --count N --interval S, --duration S or --at-once N."""
-        self.client_addr(src)
-        dst = SRV6 if ":" in src else SRV4
-        out = self.ns(self.cli, PY, f"{HERE}/connect.py", "--src", src, "--dst", dst,
-                      *how, "--timeout", str(timeout), "--times").stdout.splitlines()
-        times = [tuple(float(t) for t in w.split(",")) for w in out[1].split()]
-        letters = out[0].split()[0]
-        expect(len(letters) == len(times), f"{len(letters)} letters, {len(times)} times")
-        return letters, times
-
-    def proc_path(self, name, v6=False):
-        return f"/proc/net/{'ip6t' if v6 else 'ipt'}_smtplimit/{name}"
-
-    def proc(self, name, v6=False):
-        p = Proc(self.ns(self.srv, "cat", self.proc_path(name, v6)).stdout)
-        p.time = time.monotonic()
-        return p
-
-    def proc_exists(self, name, v6=False):
-        return self.ns(self.srv, "test", "-e", self.proc_path(name, v6),
-                       check=False).returncode == 0
+class Env(Smtp):
+    """lib.traffic's Smtp (a server and a client namespace, rules in the
+    server's, a listener on port 25) and a write to a table's proc file
+    from a separate program, which may run under a prefix (setpriv)."""
 
     def write(self, name, data, v6=False, prefix=()):
         """One write() to the table's proc file: "OK N" or "ERR ENAME"."""
@@ -197,11 +59,6 @@ class Env:
         return self.ns(self.srv, *prefix, PY, f"{HERE}/procwrite.py",
                        self.proc_path(name, v6), input=data, text=False
                        ).stdout.decode().strip()
-
-    def counters(self, chain="INPUT", v6=False):
-        """Packet counts of the chain's rules, in order."""
-        out = self.ipt("-L", chain, "-n", "-v", "-x", v6=v6).stdout.splitlines()[2:]
-        return [int(l.split()[0]) for l in out if l.strip()]
 
 
 LIMIT = ["-p", "tcp", "--dport", "25", "--syn", "-m", "smtplimit"]
@@ -635,7 +492,7 @@ def test_netns_deleted_with_rules(env):
     expect(env.srv not in sh(["ip", "netns", "list"]).stdout, "namespace still listed")
     out, _ = holder.communicate("", timeout=10)
     expect(holder.returncode == 0, f"reading a held file after ip netns del: exit {holder.returncode}")
-    p = Proc(out)
+    p = proc.Table(out)
     expect(set(p.rows) == {"192.0.2.99/32"}, f"held file lists {p.rows}")
     expect(poll(lambda: refcnt() <= base, 20),
            f"module references {refcnt()}, {base} before: the rules outlived their namespace")
@@ -812,7 +669,7 @@ def test_read_is_one_picture(env):
     more = bans(1, 30000)
     text = env.ns(env.srv, PY, "-c", READ_ACROSS, env.proc_path("smtp_limit"),
                   input=more).stdout
-    p = Proc(text)
+    p = proc.Table(text)
     sources = [l.split()[0] for l in text.splitlines()[2:]]
     first = {f"{a}/32" for a in bans(0, 2000).replace("+", "").split()[::2]}
     expect(len(sources) == 2000 and set(sources) == first,

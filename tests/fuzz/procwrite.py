@@ -24,7 +24,6 @@ static source must be intact.
 Prints "procwrite: N passed, N failed".
 """
 import argparse
-import errno
 import ipaddress
 import os
 import random
@@ -212,13 +211,7 @@ class Table:
 
     def write(self, data):
         """(True, n) or (False, errno name)."""
-        fd = os.open(self.path, os.O_WRONLY)
-        try:
-            return True, os.write(fd, data)
-        except OSError as e:
-            return False, errno.errorcode.get(e.errno, str(e.errno))
-        finally:
-            os.close(fd)
+        return proc.write(self.path, data)
 
     def static(self):
         return STATIC6 if self.v6 else STATIC4

@@ -5,9 +5,11 @@ one module per concern.
 - lib.run: running commands (sh, ns) and the error a failed one raises;
 - lib.netns: namespaces: the server/client pair joined by veth, entering
   one (setns) or a new one (unshare), a chain's rule counters;
-- lib.proc: the smtplimit proc file: the header line and the whole table;
+- lib.proc: the smtplimit proc file: the header line, the whole table,
+  one write of commands;
 - lib.traffic: pktgen and tests/tools/send6, the IPv4 and IPv6 floods,
-  and Smtp, a Pair with TCP connections to port 25;
+  and Smtp, a Pair with TCP connections to port 25 (tests/functional/
+  connect.py: counted, timed for the GCRA oracle, or for a duration);
 - lib.results: the "ok N - ..." lines and the "NAME: N passed, N failed"
   total that tests/results.sh tallies;
 - lib.memstat: the kernel's memory figures (Slab, VmallocUsed, Percpu);

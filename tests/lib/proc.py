@@ -3,7 +3,10 @@
 ("# NAME: key value key value ..."), the column line, then one row per
 tracked source (source tokens next_s full_s passed denied). Header values
 stay strings ("entries" is "N/MAX"); count() and entries() make numbers.
-A file not of that form raises ValueError."""
+A file not of that form raises ValueError. write() is one write of
+commands to it, whose result is the test."""
+import errno
+import os
 import re
 import time
 
@@ -67,3 +70,19 @@ def read(path):
     t = time.monotonic()
     with open(path) as f:
         return Table(f.read(), t)
+
+
+def write(path, data):
+    """One write() of @data (bytes) to the proc file at @path, as an
+    administrator's command would be: (True, bytes written) or (False,
+    the errno's name, such as "EINVAL"), for the open or the write."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError as e:
+        return False, errno.errorcode.get(e.errno, str(e.errno))
+    try:
+        return True, os.write(fd, data)
+    except OSError as e:
+        return False, errno.errorcode.get(e.errno, str(e.errno))
+    finally:
+        os.close(fd)

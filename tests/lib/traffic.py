@@ -131,6 +131,30 @@ class Smtp(Pair):
                        "--dst", dst, "--count", str(count),
                        "--timeout", str(timeout)).stdout.strip()
 
+    def connect_each(self, srcs):
+        """One attempt from each of @srcs (one family), in one client run:
+        a word of letters each."""
+        for a in srcs:
+            self.client_addr(a)
+        dst = SRV6 if ":" in srcs[0] else SRV4
+        return self.ns(self.cli, PY, f"{TESTS}/functional/connect.py",
+                       *[f"--src={a}" for a in srcs], "--dst", dst).stdout.split()
+
+    def attempts(self, src, *how, timeout=0.5):
+        """Letters and each attempt's (start, end) send time, for the GCRA
+        oracle (lib.gcra): @how is --count N [--interval S], --duration S
+        or another connect.py option choosing the attempts."""
+        self.client_addr(src)
+        dst = SRV6 if ":" in src else SRV4
+        out = self.ns(self.cli, PY, f"{TESTS}/functional/connect.py", "--src", src,
+                      "--dst", dst, *how, "--timeout", str(timeout),
+                      "--times").stdout.splitlines()
+        letters = out[0].split()[0]
+        times = [tuple(float(t) for t in w.split(",")) for w in out[1].split()]
+        if len(letters) != len(times):
+            raise CommandFailed(f"connect.py: {len(letters)} letters, {len(times)} times")
+        return letters, times
+
     def connect_for(self, src, seconds):
         """Attempts back to back for @seconds: (letters, elapsed s)."""
         self.client_addr(src)
