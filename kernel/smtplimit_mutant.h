@@ -24,7 +24,9 @@
  * 7. the IPv6 srcmask ignored: the packet path keys IPv6 sources by the
  *    full /128;
  * 8. GC never freeing: full entries stay until evicted, forgotten or their
- *    table goes.
+ *    table goes;
+ * 9. a cut line applied: the unterminated last line of a proc write is
+ *    applied as a command at the end of that write, not kept for the next.
  */
 #ifndef _SMTPLIMIT_MUTANT_H
 #define _SMTPLIMIT_MUTANT_H
@@ -32,8 +34,8 @@
 #ifndef SMTPLIMIT_MUTANT
 #define SMTPLIMIT_MUTANT 0
 #endif
-#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 8
-#error "SMTPLIMIT_MUTANT: no such mutant (0 to 8)"
+#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 9
+#error "SMTPLIMIT_MUTANT: no such mutant (0 to 9)"
 #endif
 
 #define SMTPLIMIT_MUTANT_IS(n) (SMTPLIMIT_MUTANT == (n))

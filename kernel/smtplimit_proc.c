@@ -8,8 +8,10 @@
  * (smtplimit_walk()) and takes each entry's lock to copy it. A write is
  * parsed and given its memory before it takes the table's write_mutex, which
  * serialises the writes to one table; under it, entries are changed under
- * their own locks as smtplimit_table.h describes. Both run in process
- * context and may sleep.
+ * their own locks as smtplimit_table.h describes. The line a write left
+ * unterminated is kept in the open file's smtplimit_seq under its
+ * write_lock, taken for the whole write before the table's write_mutex.
+ * Both run in process context and may sleep.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -66,6 +68,11 @@ struct smtplimit_seq {
 	struct smtplimit_bucket bucket;	/* the header's rate and burst */
 	u32 rate;
 	u32 max;
+	/* The write side: see "The write: lines across writes" below. */
+	struct mutex write_lock;	/* one write of this open file at a time */
+	bool refused;			/* a write was refused: no more */
+	u8 tail_len;
+	char tail[XT_SMTPLIMIT_LINE_MAX];	/* the unterminated last line */
 };
 
 /* Gives the copy back; the next read of position 0 takes a new one. */
@@ -214,6 +221,7 @@ static void smtplimit_seq_header(struct seq_file *m, struct smtplimit_seq *s)
 		sum.forgotten += READ_ONCE(st->forgotten);
 		sum.banned += READ_ONCE(st->banned);
 		sum.flushes += READ_ONCE(st->flushes);
+		sum.cut += READ_ONCE(st->cut);
 	}
 	unit = smtplimit_rate_split(s->rate, &count);
 	seq_printf(m, "# %s: rate %u/%s burst %u srcmask %u entries %u/%u",
@@ -221,9 +229,10 @@ static void smtplimit_seq_header(struct seq_file *m, struct smtplimit_seq *s)
 		   s->max);
 	seq_printf(m, " passed %llu denied %llu evicted %llu untracked %llu",
 		   sum.passed, sum.denied, sum.evicted, sum.untracked);
-	seq_printf(m, " strict %s created %llu gc_freed %llu forgotten %llu banned %llu flushes %llu\n",
+	seq_printf(m, " strict %s created %llu gc_freed %llu forgotten %llu banned %llu flushes %llu",
 		   s->bucket.strict ? "yes" : "no", sum.created, sum.gc_freed,
 		   sum.forgotten, sum.banned, sum.flushes);
+	seq_printf(m, " cut %llu\n", sum.cut);
 	seq_printf(m, "# %-38s %-9s %-8s %-8s %-8s %s\n",
 		   "source", "tokens", "next_s", "full_s", "passed", "denied");
 }
@@ -271,14 +280,36 @@ static int smtplimit_proc_open(struct inode *inode, struct file *file)
 	if (!s)
 		return -ENOMEM;
 	s->table = pde_data(inode);
+	mutex_init(&s->write_lock);
 	return 0;
 }
 
+static bool smtplimit_blank(const char *p, size_t len)
+{
+	while (len && isspace(*p)) {
+		p++;
+		len--;
+	}
+	return !len;
+}
+
+/*
+ * proc_ops has no flush, so an error at close would reach no one: a line
+ * still without its newline is dropped, counted and logged.
+ */
 static int smtplimit_proc_release(struct inode *inode, struct file *file)
 {
 	struct seq_file *m = file->private_data;
 	struct smtplimit_seq *s = m->private;
+	struct smtplimit_table *t = s->table;
 
+	if (!smtplimit_blank(s->tail, s->tail_len)) {
+		this_cpu_inc(t->stats->cut);
+		pr_warn_ratelimited("%s_smtplimit/%s: a write's last line had no newline at close, dropped: \"%*pE\"\n",
+				    smtplimit_is_ipv4(t) ? "ipt" : "ip6t",
+				    t->name, s->tail_len, s->tail);
+	}
+	mutex_destroy(&s->write_lock);
 	smtplimit_seq_free(s);
 	return seq_release_private(inode, file);
 }
@@ -573,34 +604,66 @@ static int smtplimit_apply_cmds(struct smtplimit_table *t,
 	return err;
 }
 
-static ssize_t smtplimit_proc_write(struct file *file, const char __user *input,
-				    size_t size, loff_t *loff)
+/* The write: lines across writes */
+
+/*
+ * A line is a command once its newline has come. `cat list > FILE` writes
+ * chunks of 128 KiB that end mid-line, and a cut line applied alone would be
+ * another command ("-198.51.100.0/2" for "-198.51.100.0/24") or a bad line.
+ * So what a write leaves after its last newline is kept in the open file, at
+ * most one line, and the next write on that file begins with it: the line
+ * limit holds for the joined line. Each write is parsed and applied whole, the
+ * lines it completes, or refused whole; its return counts every byte it took,
+ * the kept ones too. A refused write drops the kept line and every later
+ * write on the file is refused with EIO: a chunk after a refused one begins
+ * mid-line, and cat stops at the first refusal anyway.
+ *
+ * A blank kept line longer than the limit is kept as its first
+ * XT_SMTPLIMIT_LINE_MAX bytes: joined to more blanks it stays a blank line,
+ * joined to anything else it is refused for its leading space, whatever its
+ * length.
+ */
+static ssize_t smtplimit_write_lines(struct smtplimit_table *t,
+				     struct smtplimit_seq *s,
+				     const char __user *input, size_t size)
 {
-	struct smtplimit_table *t = pde_data(file_inode(file));
 	struct smtplimit_entry **spares = NULL;
 	struct smtplimit_cmd *cmds = NULL;
+	size_t len, held = s->tail_len, end;
 	unsigned int i, n, bans = 0;
-	char *buf;
+	char *buf, *nl;
 	int err;
 
-	if (!file_ns_capable(file, t->net->user_ns, CAP_NET_ADMIN))
-		return -EPERM;
 	if (size > XT_SMTPLIMIT_WRITE_MAX)
 		return -EINVAL;
-	buf = kvmalloc(size + 1, GFP_KERNEL);
+	len = held + size;
+	buf = kvmalloc(len + 1, GFP_KERNEL);
 	if (!buf)
 		return -ENOMEM;
+	memcpy(buf, s->tail, held);
 	err = -EFAULT;
-	if (copy_from_user(buf, input, size))
+	if (copy_from_user(buf + held, input, size))
 		goto out;
-	buf[size] = '\0';
+	buf[len] = '\0';
 	err = -EINVAL;
-	if (memchr(buf, '\0', size))
+	if (memchr(buf + held, '\0', size))
 		goto out;
+
+	/* The complete lines end at the last newline; the rest is kept. */
+	nl = strrchr(buf, '\n');
+	end = nl ? nl + 1 - buf : 0;
+	if (SMTPLIMIT_MUTANT_IS(9))
+		end = len;
+	if (len - end > XT_SMTPLIMIT_LINE_MAX &&
+	    !smtplimit_blank(buf + end, len - end))
+		goto out;
+	s->tail_len = min_t(size_t, len - end, XT_SMTPLIMIT_LINE_MAX);
+	memcpy(s->tail, buf + end, s->tail_len);
+	buf[end] = '\0';
 
 	/* At most one command per byte pair: a line and its newline. */
 	err = -ENOMEM;
-	cmds = kvcalloc(size / 2 + 1, sizeof(*cmds), GFP_KERNEL);
+	cmds = kvcalloc(end / 2 + 1, sizeof(*cmds), GFP_KERNEL);
 	if (!cmds)
 		goto out;
 	err = smtplimit_parse_write(t, buf, cmds, &n);
@@ -638,6 +701,30 @@ out:
 	kvfree(cmds);
 	kvfree(buf);
 	return err ? err : size;
+}
+
+static ssize_t smtplimit_proc_write(struct file *file, const char __user *input,
+				    size_t size, loff_t *loff)
+{
+	struct smtplimit_table *t = pde_data(file_inode(file));
+	struct seq_file *m = file->private_data;
+	struct smtplimit_seq *s = m->private;
+	ssize_t ret;
+
+	if (!file_ns_capable(file, t->net->user_ns, CAP_NET_ADMIN))
+		return -EPERM;
+	if (mutex_lock_killable(&s->write_lock))
+		return -EINTR;
+	ret = -EIO;
+	if (!s->refused) {
+		ret = smtplimit_write_lines(t, s, input, size);
+		if (ret < 0) {
+			s->refused = true;
+			s->tail_len = 0;
+		}
+	}
+	mutex_unlock(&s->write_lock);
+	return ret;
 }
 
 const struct proc_ops smtplimit_proc_ops = {

@@ -85,6 +85,7 @@ struct smtplimit_stats {
 	u64 forgotten;			/* entries removed by "-" and "/" */
 	u64 banned;			/* entries set by "+" */
 	u64 flushes;			/* "/" commands */
+	u64 cut;			/* unterminated lines dropped at close */
 };
 
 struct smtplimit_net {

@@ -301,7 +301,7 @@ def test_strict_extremes(env):
     expect(row["tokens"] == 999997.0 and row["next_s"] == 0 and
            3 * day - 10 <= row["full_s"] <= 3 * day, f"burst 1e6 after 3: {row}")
     since = time.monotonic()
-    wrote(env, "smtp_limit", "+192.0.2.82")
+    wrote(env, "smtp_limit", "+192.0.2.82\n")
     expect(env.connect("192.0.2.82", 2) == "RR", "emptied bucket, strict")
     p = env.proc("smtp_limit")
     row = p.rows["192.0.2.82/32"]
@@ -348,7 +348,7 @@ def test_table_per_netns(env):
         limit_rules(other, "--smtplimit", "2/h", "--smtplimit-burst", "2")
         expect(env.connect("192.0.2.150", 3) == "PPR", "first namespace")
         expect(other.connect("192.0.2.150", 3) == "PPR", "second namespace, same source")
-        wrote(env, "smtp_limit", "+192.0.2.151 600")
+        wrote(env, "smtp_limit", "+192.0.2.151 600\n")
         a, b = env.proc("smtp_limit"), other.proc("smtp_limit")
         expect(set(a.rows) == {"192.0.2.150/32", "192.0.2.151/32"} and
                set(b.rows) == {"192.0.2.150/32"}, f"{a.rows} | {b.rows}")
@@ -548,7 +548,7 @@ def test_write_forget_prefix(env):
     limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
     for a in ("198.51.100.1", "198.51.100.2", "203.0.113.1"):
         env.connect(a)
-    wrote(env, "smtp_limit", "-198.51.100.77/24")
+    wrote(env, "smtp_limit", "-198.51.100.77/24\n")
     expect(set(env.proc("smtp_limit").rows) == {"203.0.113.1/32"}, "prefix forget")
     env.ipt("-F", "INPUT")
     limit_rules(env, "--smtplimit", "2/h", "--smtplimit-srcmask", "24", name="net24")
@@ -563,7 +563,7 @@ def test_write_ipv6(env):
     limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2", v6=True)
     for a in ("2001:db8:1:1::5", "2001:db8:1:2::5", "2001:db8:2::5"):
         env.connect(a)
-    wrote(env, "smtp_limit", "-2001:db8:1::/48", v6=True)
+    wrote(env, "smtp_limit", "-2001:db8:1::/48\n", v6=True)
     expect(set(env.proc("smtp_limit", v6=True).rows) == {"2001:db8:2::/64"}, "left")
     since = time.monotonic()
     wrote(env, "smtp_limit", "+2001:db8:3::77 600\n", v6=True)
@@ -596,7 +596,7 @@ def test_write_ban(env):
     expect(env.connect("192.0.2.42") == "P", "others pass")
     env.connect("192.0.2.43", 2)
     since = time.monotonic()
-    wrote(env, "smtp_limit", "+192.0.2.43 60")
+    wrote(env, "smtp_limit", "+192.0.2.43 60\n")
     p = env.proc("smtp_limit")
     row = p.rows["192.0.2.43/32"]
     expect(counting_down(row["next_s"], 60, since, p) and row["passed"] == 2, row)
@@ -607,7 +607,7 @@ def test_write_flush_and_several(env):
     limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
     for a in ("192.0.2.50", "192.0.2.51", "192.0.2.52"):
         env.connect(a)
-    wrote(env, "smtp_limit", "-192.0.2.50\n\n  \n+192.0.2.53 60\n/\n+192.0.2.54")
+    wrote(env, "smtp_limit", "-192.0.2.50\n\n  \n+192.0.2.53 60\n/\n+192.0.2.54\n")
     p = env.proc("smtp_limit")
     expect(set(p.rows) == {"192.0.2.54/32"}, p.rows)
     expect((p.count("flushes"), p.count("forgotten")) == (1, 4), p.header)
@@ -617,7 +617,7 @@ def test_write_errors_change_nothing(env):
     """Every bad line fails the whole write with EINVAL and changes nothing."""
     limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
     env.connect("192.0.2.60", 3)
-    env.write("smtp_limit", "+192.0.2.61 600")
+    env.write("smtp_limit", "+192.0.2.61 600\n")
     before = env.proc("smtp_limit")
     good = "+192.0.2.62\n-192.0.2.60\n"
     bad = ["*192.0.2.1", "192.0.2.1", "+192.0.2", "+192.0.2.256", "+2001:db8::1",
@@ -688,7 +688,7 @@ def test_write_needs_cap_net_admin(env):
     mode = env.ns(env.srv, "stat", "-c", "%a %U", env.proc_path("smtp_limit")).stdout.split()
     expect(mode == ["644", "root"], f"mode {mode}")
     drop = ("setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin")
-    expect(env.write("smtp_limit", "+192.0.2.80", prefix=drop) == "ERR EPERM",
+    expect(env.write("smtp_limit", "+192.0.2.80\n", prefix=drop) == "ERR EPERM",
            "write without CAP_NET_ADMIN")
     expect(env.proc("smtp_limit").rows == {}, "nothing written")
     r = env.ns(env.srv, *drop, "cat", env.proc_path("smtp_limit"))
@@ -729,7 +729,7 @@ def test_ban_survives_flood(env):
     limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "1",
                 "--smtplimit-htable-max", "8")
     banned_at = time.monotonic()
-    wrote(env, "smtp_limit", "+192.0.2.99 600")
+    wrote(env, "smtp_limit", "+192.0.2.99 600\n")
     got = "".join(env.connect(f"203.0.113.{i}") for i in range(1, 41))
     expect(got == "P" * 40, f"flood sources: {got}")
     p = env.proc("smtp_limit")
@@ -745,7 +745,7 @@ def test_ban_survives_flood(env):
     p = env.proc("tiny")
     expect(got == "PPP" and p.count("untracked") == 3 and p.entries() == (2, 2),
            f"{got} {p.header}")
-    expect(env.write("tiny", "+192.0.2.96 600") == "ERR ENOSPC", "no place for a ban")
+    expect(env.write("tiny", "+192.0.2.96 600\n") == "ERR ENOSPC", "no place for a ban")
 
 
 def test_refused_bans_evict_nothing(env):
@@ -755,7 +755,7 @@ def test_refused_bans_evict_nothing(env):
     limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2",
                 "--smtplimit-htable-max", "4")
     expect(env.connect("192.0.2.100") + env.connect("192.0.2.101", 3) == "PPPR", "tracked")
-    wrote(env, "smtp_limit", "+192.0.2.102 600")
+    wrote(env, "smtp_limit", "+192.0.2.102 600\n")
     before = env.proc("smtp_limit")
     four = "".join(f"+192.0.2.{103 + i} 600\n" for i in range(4))
     expect(env.write("smtp_limit", four) == "ERR ENOSPC", "four bans, three places")
@@ -772,7 +772,7 @@ def test_statistics(env):
     for i in range(3):
         env.connect(f"192.0.2.{110 + i}")
     time.sleep(5)  # full again, and two GC periods
-    for cmd in ("+192.0.2.120 60", "-192.0.2.120", "+192.0.2.121 60\n+192.0.2.122 60", "/"):
+    for cmd in ("+192.0.2.120 60\n", "-192.0.2.120\n", "+192.0.2.121 60\n+192.0.2.122 60\n", "/\n"):
         wrote(env, "smtp_limit", cmd)
     h = env.proc("smtp_limit").header
     got = {k: int(h[k]) for k in ("passed", "denied", "created", "gc_freed",
@@ -816,6 +816,130 @@ def test_fail2ban_action(env):
     env.ns(env.srv, "sh", "-c", fail2ban_command("actionunban", "192.0.2.130", 600))
     expect("192.0.2.130/32" not in env.proc("smtp_limit").rows, "unbanned")
     expect(env.connect("192.0.2.130", 2) == "PP", "a full bucket after unban")
+
+
+# Writes whose lines are cut across write() calls: a line is a command only
+# once its newline has come.
+
+def write_chunks(env, name, data, sizes, v6=False):
+    """On one open file of the table, a write() of each of @sizes bytes of
+    @data in turn, then one of the rest: each one's "OK N" or "ERR ENAME"."""
+    if isinstance(data, str):
+        data = data.encode()
+    return env.ns(env.srv, PY, f"{HERE}/procwrite.py", env.proc_path(name, v6),
+                  *[str(n) for n in sizes], input=data, text=False
+                  ).stdout.decode().split("\n")[:-1]
+
+
+def cat_into(env, name, data):
+    """`cat FILE > PROC` by a real cat in the server namespace: (exit
+    status, stderr). cat writes a regular file in chunks of 128 KiB."""
+    import tempfile
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(data.encode())
+        f.flush()
+        r = env.ns(env.srv, "sh", "-c", 'exec cat "$1" > "$2"', "sh", f.name,
+                   env.proc_path(name), check=False)
+    return r.returncode, r.stderr.strip()
+
+
+def ban_rows(text):
+    """The rows a list of "+ADDR SECONDS" lines leaves in an IPv4 table."""
+    return {f"{l[1:].split()[0]}/32" for l in text.splitlines()}
+
+
+def test_write_cut_tail_dropped_at_close(env):
+    """A write's last line without a newline is not a command: at close it
+    is dropped, counted in the header's cut and logged; -A\n-B forgets A
+    only, and an unterminated / flushes nothing."""
+    limit_rules(env, "--smtplimit", "2/h")
+    wrote(env, "smtp_limit", "+192.0.2.160 600\n+192.0.2.161 600\n+192.0.2.162 600\n")
+    mark = dmesg_mark()
+    wrote(env, "smtp_limit", "-192.0.2.160\n-192.0.2.161")
+    p = env.proc("smtp_limit")
+    expect(set(p.rows) == {"192.0.2.161/32", "192.0.2.162/32"}, f"-A\\n-B: {sorted(p.rows)}")
+    expect((p.count("forgotten"), p.count("cut")) == (1, 1), p.header)
+    log = dmesg_since(mark)
+    expect("ipt_smtplimit/smtp_limit" in log and "-192.0.2.161" in log, f"log: {log!r}")
+    wrote(env, "smtp_limit", "/")
+    wrote(env, "smtp_limit", "\n  ")
+    p = env.proc("smtp_limit")
+    expect(len(p.rows) == 2 and p.count("flushes") == 0, f"{sorted(p.rows)} {p.header}")
+    expect(p.count("cut") == 2, f"a blank tail is no cut line: {p.header}")
+
+
+def test_write_joined_across_writes(env):
+    """A line split over two write() calls on one open file is applied once,
+    joined: "-198.51.100.0/2" then "4\\n" forgets the /24, not a /2. Each
+    write returns its whole length; the line limit holds for the joined line."""
+    limit_rules(env, "--smtplimit", "2/h")
+    wrote(env, "smtp_limit", "+198.51.100.5 600\n+203.0.113.5 600\n+192.0.2.165 600\n")
+    first, second = "+192.0.2.166 600\n-198.51.100.0/2", "4\n-192.0.2.16"
+    got = write_chunks(env, "smtp_limit", first + second + "5\n", [len(first), len(second)])
+    expect(got == [f"OK {len(first)}", f"OK {len(second)}", "OK 2"], f"writes: {got}")
+    p = env.proc("smtp_limit")
+    expect(set(p.rows) == {"203.0.113.5/32", "192.0.2.166/32"}, sorted(p.rows))
+    expect((p.count("forgotten"), p.count("banned"), p.count("cut")) == (2, 4, 0), p.header)
+    # Halves of 40 and 26 bytes fit the limit, the joined line of 65 does not;
+    # one byte less, it is taken.
+    half = "-203.0.113.5/" + "0" * 27
+    got = write_chunks(env, "smtp_limit", half + "0" * 23 + "32\n/\n", [len(half), 26])
+    expect(got == [f"OK {len(half)}", "ERR EINVAL", "ERR EIO"], f"overlong joined line: {got}")
+    p = env.proc("smtp_limit")
+    expect("203.0.113.5/32" in p.rows and (p.count("forgotten"), p.count("flushes"),
+                                           p.count("cut")) == (2, 0, 0),
+           f"{sorted(p.rows)} {p.header}")
+    got = write_chunks(env, "smtp_limit", half + "0" * 22 + "32\n", [len(half)])
+    expect(got == [f"OK {len(half)}", "OK 25"], f"a joined line of 64 bytes: {got}")
+    p = env.proc("smtp_limit")
+    expect(set(p.rows) == {"192.0.2.166/32"} and p.count("forgotten") == 3, p.header)
+
+
+def test_write_cat_long_list(env):
+    """A ban list of over 1 MiB through cat, nine writes each ending
+    mid-line but the last, is applied whole: every line once."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-htable-max", "100000")
+    data = bans(0, 62000)
+    raw = data.encode()
+    edges = range(131072, len(raw), 131072)
+    expect(len(raw) > 1 << 20 and all(raw[k - 1:k] != b"\n" for k in edges),
+           "the list is over 1 MiB and every 128 KiB chunk of it ends mid-line")
+    rc, err = cat_into(env, "smtp_limit", data)
+    expect(rc == 0, f"cat exited {rc}: {err}")
+    p = env.proc("smtp_limit")
+    want = ban_rows(data)
+    expect(set(p.rows) == want, f"{len(p.rows)} rows, {len(set(p.rows) & want)} of the "
+           f"{len(want)} banned, {len(set(p.rows) - want)} others")
+    expect((p.count("banned"), p.count("created"), p.entries()[0], p.count("cut")) ==
+           (62000, 62000, 62000, 0), p.header)
+
+
+def test_write_bad_chunk_refuses_the_rest(env):
+    """A bad line in the second write of one open file: the first write's
+    complete lines are applied, the second is refused whole (the line cut
+    between them too), every later write on the file fails with EIO; cat
+    stops at the bad chunk."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-htable-max", "100000")
+    lines = bans(0, 21000).splitlines(keepends=True)
+    data = "".join(lines)
+    at = data.index("\n", 131072 + 1000) + 1
+    data = data[:at] + "+192.0.2.256 600\n" + data[at:]
+    raw = data.encode()
+    expect(raw[131071:131072] != b"\n", "the first chunk ends mid-line")
+    applied = raw[:raw.rindex(b"\n", 0, 131072) + 1].decode()
+    got = write_chunks(env, "smtp_limit", data, [131072, 131072])
+    expect(got == ["OK 131072", "ERR EINVAL", "ERR EIO"], f"writes: {got}")
+    p = env.proc("smtp_limit")
+    want = ban_rows(applied)
+    expect(set(p.rows) == want, f"{len(p.rows)} rows, {len(set(p.rows) & want)} of the "
+           f"first chunk's {len(want)}, {len(set(p.rows) - want)} others")
+    expect((p.count("banned"), p.count("cut")) == (len(want), 0), p.header)
+    wrote(env, "smtp_limit", "/\n")
+    rc, err = cat_into(env, "smtp_limit", data)
+    expect(rc != 0 and "Invalid argument" in err, f"cat exited {rc}: {err!r}")
+    p = env.proc("smtp_limit")
+    expect(set(p.rows) == want and p.count("banned") == 2 * len(want), f"cat: {len(p.rows)} "
+           f"rows, {len(set(p.rows) & want)} of the first chunk's {len(want)}, {p.header}")
 
 
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]

@@ -5,10 +5,12 @@ tables with live traffic (UDP from 16 sources of 198.51.100.0/24, judged by
 the rule as fast as the guest sends).
 
 Sequential phase: CASES writes of random bytes, overlong lines, NULs, writes
-around 128 KiB and valid-looking commands with random mutations, each judged
-by an oracle written from README.md and inet_pton(3) (accepted exactly
-when every line is valid); a case it could not judge fails. After each
-rejected write the
+around 128 KiB and valid-looking commands with random mutations, each on its
+own open file, judged by an oracle written from README.md and inet_pton(3)
+(accepted exactly when every line a newline ends is valid and what follows
+the last newline is no longer than a line, unless blank; that rest is
+dropped at close, counted by the header's cut); a case it could not judge
+fails. After each rejected write the
 table's sources outside the live range (banned ones in 203.0.113.0/24, whose
 entries nothing else touches) and the counters forgotten/banned/flushes
 must be unchanged: the same comparison as test_smtplimit.py's
@@ -108,11 +110,27 @@ def line_ok(line, v6):
     return False
 
 
+def tail(data):
+    """What follows the last newline: a line not yet a command, kept for the
+    next write on the open file (here, none: it is dropped at close)."""
+    return data.rsplit(b"\n", 1)[-1]
+
+
 def write_ok(data, v6):
-    """An empty write is one blank line: it changes nothing, and succeeds."""
+    """Every line a newline ends is valid; the line after the last one is
+    held, so it may be anything but too long (unless blank). An empty write
+    succeeds and changes nothing."""
     if len(data) > 128 * 1024 or b"\0" in data:
         return False
-    return all(line_ok(l, v6) for l in data.split(b"\n"))
+    *lines, rest = data.split(b"\n")
+    return all(line_ok(l, v6) for l in lines) and \
+        (len(rest) <= 64 or rest.strip(SPACE) == b"")
+
+
+def cut(data):
+    """Whether an accepted write, alone on its open file, leaves a line the
+    close drops and counts in the header's cut."""
+    return tail(data).strip(SPACE) != b""
 
 
 # Generators
@@ -271,6 +289,11 @@ def sequential(tables, rng, cases, log):
         why = ""
         if ok and got != len(data):
             why = f"short write {got} of {len(data)}"
+        if ok and after.count("cut") - before.count("cut") != cut(data):
+            why = why or f"cut {before.header['cut']} -> {after.header['cut']}, " \
+                         f"the rest {tail(data)[:70]!r} {'is' if cut(data) else 'is not'} a cut line"
+        if not ok and after.header["cut"] != before.header["cut"]:
+            why = why or f"cut {before.header['cut']} -> {after.header['cut']} for a refused write"
         if not ok:
             refused += 1
             if got not in ("EINVAL",):
@@ -308,7 +331,8 @@ def concurrent(tables, rng, seconds, backend, log):
         r = random.Random(seed)
         while not stop.is_set():
             t = tables[r.randrange(2)]
-            d = "\n".join(gen_cmd(r, t.v6, safe=True) for _ in range(r.randint(1, 8))).encode()
+            d = "".join(gen_cmd(r, t.v6, safe=True) + "\n"
+                        for _ in range(r.randint(1, 8))).encode()
             ok, got = t.write(d)
             note("writes")
             if not ok:
@@ -326,7 +350,7 @@ def concurrent(tables, rng, seconds, backend, log):
                             b"/ ", b"\0", bytes(r.randrange(1, 256) for _ in range(8)) + b"\x00"])
             lines = [x.encode() for x in good]
             lines.insert(r.randint(0, len(lines)), bad)
-            d = b"\n".join(lines)
+            d = b"\n".join(lines) + b"\n"
             if write_ok(d, t.v6) is not False:
                 continue
             ok, got = t.write(d)

@@ -72,17 +72,28 @@ def read(path):
         return Table(f.read(), t)
 
 
+def write_each(path, chunks):
+    """On one open file at @path, one write() of each of @chunks (bytes)
+    in turn, every one tried: for each, (True, bytes written) or (False,
+    the errno's name, such as "EINVAL"). A failed open is one outcome."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError as e:
+        return [(False, errno.errorcode.get(e.errno, str(e.errno)))]
+    outcomes = []
+    try:
+        for c in chunks:
+            try:
+                outcomes.append((True, os.write(fd, c)))
+            except OSError as e:
+                outcomes.append((False, errno.errorcode.get(e.errno, str(e.errno))))
+    finally:
+        os.close(fd)
+    return outcomes
+
+
 def write(path, data):
     """One write() of @data (bytes) to the proc file at @path, as an
     administrator's command would be: (True, bytes written) or (False,
     the errno's name, such as "EINVAL"), for the open or the write."""
-    try:
-        fd = os.open(path, os.O_WRONLY)
-    except OSError as e:
-        return False, errno.errorcode.get(e.errno, str(e.errno))
-    try:
-        return True, os.write(fd, data)
-    except OSError as e:
-        return False, errno.errorcode.get(e.errno, str(e.errno))
-    finally:
-        os.close(fd)
+    return write_each(path, [data])[0]
