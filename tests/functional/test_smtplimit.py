@@ -12,6 +12,7 @@ XTABLES_LIBDIR pointing at the extension:
 TEST is a test's name, with or without its test_ prefix.
 """
 import argparse
+import ipaddress
 import os
 import re
 import subprocess
@@ -1016,7 +1017,7 @@ def counting_listener(env):
         ["ip", "netns", "exec", env.srv, PY, f"{HERE}/listener.py", "25", log],
         stdout=subprocess.PIPE, text=True)
     expect(env.listener.stdout.readline().strip() == "listening", "listener did not start")
-    return lambda src: open(log).read().split().count(src)
+    return lambda src: open(log).read().split().count(ipaddress.ip_address(src).compressed)
 
 
 def served(env, src, count, timeout=3.0):
@@ -1034,7 +1035,6 @@ def forge(env, srcs, count=1):
 
 def key(addr):
     """The proc file's source for addr under the default srcmask."""
-    import ipaddress
     return str(ipaddress.ip_network(addr + ("/64" if ":" in addr else "/32"), strict=False))
 
 
