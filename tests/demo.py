@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0
 """make demo (inside the guest): the seed's attack on a real Postfix with
 Dovecot SASL, once without a limit and once with the seed's hashlimit rule
-ported to smtplimit, time scaled so that the demo fits in a few minutes.
+ported to smtplimit behind SYNPROXY, time scaled so that the demo fits in a
+few minutes. A forger sends SYNs with the legitimate MTA's address in both
+rounds.
 
 A server namespace runs Debian's Postfix (postfix -c, a config directory of
 its own) with SMTP AUTH through Dovecot SASL (dovecot -c, a passwd-file of
@@ -13,7 +15,8 @@ the recipient's Maildir, the limiter's view from its proc file.
 
 XT_DEMO_SHORT=1: a shorter round (for CI). XT_VM_OUT: where the chart goes.
 Exit status 1 unless, in the round with the limit, the attacker was held
-to it and every message of the legitimate MTA was delivered."""
+to it, every message of the legitimate MTA was delivered and no forged SYN
+was charged to the MTA."""
 import json
 import grp
 import os
@@ -324,7 +327,7 @@ def delivered():
 def run_round(title):
     before_log, before_mail = log_size(), delivered()
     args = ["--dst", SRV4, "--duration", str(DURATION), "--attacker", ATTACKER,
-            "--workers", str(WORKERS), "--mta", MTA, "--rcpt", RCPT]
+            "--workers", str(WORKERS), "--mta", MTA, "--rcpt", RCPT, "--forge-as", MTA]
     for b in BOTS:
         args += ["--bot", b]
     for t in MTA_AT:
@@ -433,15 +436,32 @@ def main():
         warm_up()
         r1 = run_round("Round 1: no limit")
 
-        base = ["-p", "tcp", "--dport", "25", "-m", "state", "--state", "NEW"]
-        ns(SRV, IPT, "-A", "INPUT", *base, "-m", "smtplimit", "--smtplimit-name",
-           "smtp_limit", "--smtplimit", RATE, "--smtplimit-burst", str(BURST),
-           "-j", "ACCEPT")
-        ns(SRV, IPT, "-A", "INPUT", *base, "-j", "DROP")
+        # The seed's rule ported, behind SYNPROXY (README "Behind SYNPROXY:
+        # forged sources"): the forger's SYNs never reach the limit, and a
+        # denied client is refused at once by the closed port's reset.
+        ns(SRV, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=0",
+           "net.ipv4.tcp_syncookies=1", "net.ipv4.tcp_timestamps=1")
+        smtp = ["-p", "tcp", "--dport", "25"]
+        for rule in (
+                ["-t", "raw", "-A", "PREROUTING", *smtp, "--syn", "-j", "CT", "--notrack"],
+                ["-A", "INPUT", *smtp, "-m", "conntrack", "--ctstate", "INVALID,UNTRACKED",
+                 "-j", "SYNPROXY", "--sack-perm", "--timestamp", "--wscale", "7",
+                 "--mss", "1460"],
+                ["-A", "INPUT", *smtp, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"],
+                ["-t", "nat", "-A", "OUTPUT", "-d", SRV4, *smtp, "--syn", "-m", "smtplimit",
+                 "--smtplimit-name", "smtp_limit", "--smtplimit", RATE,
+                 "--smtplimit-burst", str(BURST), "-j", "RETURN"],
+                ["-t", "nat", "-A", "OUTPUT", "-d", SRV4, *smtp, "--syn", "-j", "DNAT",
+                 "--to-destination", f"{SRV4}:1"],
+                ["-A", "INPUT", "-p", "tcp", "-m", "conntrack", "--ctstate", "NEW",
+                 "--ctorigdstport", "25", "-j", "ACCEPT"],
+                ["-A", "INPUT", "-p", "tcp", "-m", "conntrack", "--ctstate", "NEW",
+                 "-j", "DROP"]):
+            ns(SRV, IPT, *rule)
         rules = [l for l in ns(SRV, f"{IPT}-save").stdout.splitlines()
-                 if l.startswith("-A")]
+                 if l.startswith(("-A", "*"))]
         print("\nRound 2, the same traffic, with the seed's rule ported "
-              "to smtplimit (time scaled):\n  " + "\n  ".join(rules))
+              "to smtplimit (time scaled) behind SYNPROXY:\n  " + "\n  ".join(rules))
         r2 = run_round("Round 2: xt_smtplimit")
 
         table(r1, r2)
@@ -479,6 +499,15 @@ def main():
         print(f"Check (b): the legitimate MTA's mail delivered with the limit: "
               f"{r2['delivered']}/{len(MTA_AT)} (without: {r1['delivered']}/"
               f"{len(MTA_AT)}): {'PASS' if ok_b else 'FAIL'}")
+        forged = sum(f["sent"] for f in r2["client"]["forger"])
+        # A row gone (its bucket full again) counted nothing since.
+        mta_row = rows.get(f"{MTA}/32", [0] * 6)
+        mta_passed, mta_denied = int(mta_row[4]), int(mta_row[5])
+        ok_c = forged > 0 and mta_denied == 0 and mta_passed <= len(MTA_AT)
+        print(f"Check (c): {forged} SYNs forged with the MTA's address {MTA} "
+              f"in the limited round; the limiter counted {mta_passed} passed and "
+              f"{mta_denied} denied for it (its own {len(MTA_AT)} connections, "
+              f"none denied): {'PASS' if ok_c else 'FAIL'}")
         for name, r in (("without", r1), ("with", r2)):
             for m in r["client"]["mta"]:
                 if not m["accepted"]:
@@ -487,7 +516,7 @@ def main():
             print(f"Chart: {os.path.basename(png)} (connections accepted per "
                   f"second per client, both rounds)")
         print(f"Demo took {time.time() - t_start:.0f} s in the guest.")
-        return 0 if ok_a and ok_b else 1
+        return 0 if ok_a and ok_b and ok_c else 1
     except Exception:
         for p in (MAILLOG, DOVELOG):
             if os.path.exists(p):

@@ -9,17 +9,24 @@ attack on a real SMTP server, all classes at once for --duration seconds.
 - a botnet (--bots addresses, --bot-connections each, a few seconds apart,
   each a relay attempt: MAIL FROM, RCPT TO a foreign domain, QUIT);
 - a legitimate MTA delivering one message per connection at the times
-  given by --mta-at (seconds into the round).
+  given by --mta-at (seconds into the round);
+- with --forge-as, a forger sending raw SYNs with that address (the MTA's)
+  from the start, ten a second, which no handshake follows: against a plain
+  per-source limit they would use up the MTA's bucket.
 
 Prints one JSON object: per class, the attempts and what became of them."""
 import argparse
 import json
+import os
 import random
 import smtplib
 import socket
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "functional"))
+from synburst import syn  # noqa: E402
 
 # User names the seed's logwatch shows for its dictionary attacker.
 USERS = """admin oracle test webmaster info admin1 backup dedicated distro
@@ -33,7 +40,7 @@ PASSWORDS = ["123456", "password", "admin", "12345678", "qwerty", "test",
              "changeme", "letmein", "abc123", "passw0rd"]
 
 lock = threading.Lock()
-results = {"attacker": [], "botnet": [], "mta": []}
+results = {"attacker": [], "botnet": [], "mta": [], "forger": []}
 
 
 def record(cls, **kw):
@@ -133,6 +140,18 @@ def mta(a, t0, n, at):
         s.close()
 
 
+def forger(a, deadline):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    sent = 0
+    while time.time() < deadline:
+        for _ in range(10):
+            s.sendto(syn(socket.AF_INET, a.forge_as, a.dst, 20000 + sent % 40000, 25),
+                     (a.dst, 0))
+            sent += 1
+        time.sleep(1)
+    record("forger", src=a.forge_as, sent=sent)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--dst", required=True)
@@ -147,6 +166,7 @@ def main():
     p.add_argument("--mta-at", type=float, action="append", default=[])
     p.add_argument("--rcpt", required=True)
     p.add_argument("--seed", type=int, default=2015)
+    p.add_argument("--forge-as")
     a = p.parse_args()
     rng = random.Random(a.seed)          # the same traffic in both rounds
     t0 = time.time()
@@ -162,6 +182,8 @@ def main():
         threads.append(threading.Thread(target=bot, args=(a, src, start, gaps)))
     for n, at in enumerate(a.mta_at, 1):
         threads.append(threading.Thread(target=mta, args=(a, t0, n, at)))
+    if a.forge_as:
+        threads.append(threading.Thread(target=forger, args=(a, deadline)))
     for th in threads:
         th.start()
     for th in threads:

@@ -9,14 +9,18 @@ export XTABLES_LIBDIR
 PYTHONPATH="$REPO/tests${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH
 
-# The netfilter modules the tests use, then the module built on the host
+# The netfilter modules the tests use (SYNPROXY, CT, raw and nat for the
+# SYNPROXY tests), then the module built on the host
 # ($XT_MODULE, for a build against another kernel). A kernel without a module
 # tree (the debug kernel) has them built in; a missing one fails the tests.
 netfilter_load() {
 	local m
 	for m in x_tables ip_tables ip6_tables nf_tables nft_compat \
 		nf_conntrack xt_state xt_tcpudp ipt_REJECT ip6t_REJECT \
-		iptable_filter ip6table_filter; do
+		iptable_filter ip6table_filter \
+		nf_synproxy_core ipt_SYNPROXY ip6t_SYNPROXY xt_CT xt_conntrack \
+		iptable_raw ip6table_raw nf_nat xt_nat iptable_nat ip6table_nat \
+		nft_chain_nat; do
 		[[ ! -d /lib/modules/$(uname -r) ]] || modprobe "$m" || [[ -d /sys/module/$m ]] || return 1
 	done
 }

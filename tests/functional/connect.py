@@ -8,7 +8,14 @@ default); sources take turns, and one word of letters is printed per source.
 With --duration, one source attempts back to back for that many seconds, and
 the elapsed time follows its letters. With --times, a second line gives each
 attempt's send as start,end in CLOCK_MONOTONIC seconds (the kernel judges
-the SYN between the two), space-separated, sources in turn as the letters."""
+the SYN between the two), space-separated, sources in turn as the letters.
+
+With --recv an attempt lasts until the server answers the connection too:
+P when it reads the server's close (the server accepted it), R for a reset
+at connect() or after, T when nothing comes within --timeout. Behind
+SYNPROXY connect() completes against the proxy before the server is asked,
+so only this tells served from refused; --times then gives how long the
+client took to learn it."""
 import argparse
 import socket
 import struct
@@ -16,7 +23,7 @@ import sys
 import time
 
 
-def attempt(src, dst, port, timeout):
+def attempt(src, dst, port, timeout, recv=False):
     family = socket.AF_INET6 if ":" in dst else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
     # Close with a reset: no FIN exchange, no TIME_WAIT on either side.
@@ -25,8 +32,10 @@ def attempt(src, dst, port, timeout):
     try:
         s.bind((src, 0))
         s.connect((dst, port))
+        if recv:
+            s.recv(1)  # b"" at the server's close; our listener sends nothing
         return "P"
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
         return "R"
     except (socket.timeout, TimeoutError):
         return "T"
@@ -44,12 +53,13 @@ def main():
     p.add_argument("--duration", type=float)
     p.add_argument("--timeout", type=float, default=0.5)
     p.add_argument("--times", action="store_true")
+    p.add_argument("--recv", action="store_true")
     a = p.parse_args()
     times = []
 
     def timed(src):
         t0 = time.monotonic()
-        letter = attempt(src, a.dst, a.port, a.timeout)
+        letter = attempt(src, a.dst, a.port, a.timeout, a.recv)
         times.append(f"{t0:.6f},{time.monotonic():.6f}")
         return letter
 

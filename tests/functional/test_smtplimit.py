@@ -13,6 +13,7 @@ test library, lib (tests/guest-lib.sh sets both):
 TEST is a test's name, with or without its test_ prefix.
 """
 import argparse
+import ipaddress
 import os
 import re
 import subprocess
@@ -21,7 +22,7 @@ import time
 import traceback
 
 from lib import gcra, proc
-from lib.netns import SRV4
+from lib.netns import SRV4, SRV6
 from lib.run import sh
 from lib.traffic import PY, Smtp
 
@@ -940,6 +941,187 @@ def test_write_bad_chunk_refuses_the_rest(env):
     p = env.proc("smtp_limit")
     expect(set(p.rows) == want and p.count("banned") == 2 * len(want), f"cat: {len(p.rows)} "
            f"rows, {len(set(p.rows) & want)} of the first chunk's {len(want)}, {p.header}")
+
+
+# Behind SYNPROXY (README "Behind SYNPROXY: forged sources"): the proxy
+# answers SYNs with cookies, and only a client that completes the handshake
+# makes the proxy send the server a SYN, the one the limit judges. A
+# client's connect() completes against the proxy whatever the limit says:
+# what counts is what the server accepted (listener.py's log), and what the
+# client reads next (connect.py --recv).
+
+CLOSED = 1  # a port nothing listens on: its reset is the refusal
+
+
+def synproxy_rules(env, *opts, v6=False, name="smtp_limit", refuse=True):
+    """The README's rule set: SYNPROXY in front, then the limit. refuse:
+    the limit in nat OUTPUT, where the proxy's SYN to the server is first
+    seen, a denied one sent on to a closed port (the server's reset comes
+    back through the proxy's sequence adjustment); else the limit in INPUT
+    with REJECT, which the client never sees (a tarpit)."""
+    srv, mss = (SRV6, "1440") if v6 else (SRV4, "1460")
+    env.ns(env.srv, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=0",
+           "net.ipv4.tcp_syncookies=1", "net.ipv4.tcp_timestamps=1")
+    env.ipt("-t", "raw", "-A", "PREROUTING", "-p", "tcp", "--dport", "25", "--syn",
+            "-j", "CT", "--notrack", v6=v6)
+    env.ipt("-A", "INPUT", "-p", "tcp", "--dport", "25", "-m", "conntrack", "--ctstate",
+            "INVALID,UNTRACKED", "-j", "SYNPROXY", "--sack-perm", "--timestamp",
+            "--wscale", "7", "--mss", mss, v6=v6)
+    env.ipt("-A", "INPUT", "-p", "tcp", "--dport", "25", "-m", "conntrack", "--ctstate",
+            "INVALID", "-j", "DROP", v6=v6)
+    lim = ["-p", "tcp", "--dport", "25", "--syn", "-m", "smtplimit", *opts,
+           "--smtplimit-name", name]
+    if refuse:
+        to = f"[{srv}]:{CLOSED}" if v6 else f"{srv}:{CLOSED}"
+        env.ipt("-t", "nat", "-A", "OUTPUT", "-d", srv, *lim, "-j", "RETURN", v6=v6)
+        env.ipt("-t", "nat", "-A", "OUTPUT", "-d", srv, "-p", "tcp", "--dport", "25",
+                "--syn", "-j", "DNAT", "--to-destination", to, v6=v6)
+        # Served and refused alike, by the port the client asked for; the
+        # rest as on a server whose INPUT denies by default.
+        env.ipt("-A", "INPUT", "-p", "tcp", "-m", "conntrack", "--ctstate", "NEW",
+                "--ctorigdstport", "25", "-j", "ACCEPT", v6=v6)
+        env.ipt("-A", "INPUT", "-p", "tcp", "-m", "conntrack", "--ctstate", "NEW",
+                "-j", "DROP", v6=v6)
+    else:
+        env.ipt("-A", "INPUT", "-m", "conntrack", "--ctstate", "NEW", *lim,
+                "-j", "ACCEPT", v6=v6)
+        env.ipt("-A", "INPUT", "-p", "tcp", "--dport", "25", "--syn", *RESET, v6=v6)
+
+
+def counting_listener(env):
+    """Replace the server's listener with one that logs each accept."""
+    env.listener.kill()
+    env.listener.wait()
+    log = f"/tmp/{env.srv}-accepts"
+    open(log, "w").close()
+    env.listener = subprocess.Popen(
+        ["ip", "netns", "exec", env.srv, PY, f"{HERE}/listener.py", "25", log],
+        stdout=subprocess.PIPE, text=True)
+    expect(env.listener.stdout.readline().strip() == "listening", "listener did not start")
+    return lambda src: open(log).read().split().count(ipaddress.ip_address(src).compressed)
+
+
+def served(env, src, count, timeout=3.0):
+    """count attempts from src, each until the server's close, a reset or
+    timeout: the letters (P served, R reset, T nothing) and their times."""
+    return env.attempts(src, "--count", str(count), "--recv", timeout=timeout)
+
+
+def forge(env, srcs, count=1):
+    """count raw SYNs from each of srcs (addresses the client need not
+    have), from the client namespace; no handshake follows them."""
+    dst = SRV6 if ":" in srcs[0] else SRV4
+    env.ns(env.cli, PY, f"{HERE}/synburst.py", ",".join(srcs), dst, "25", str(count))
+
+
+def key(addr):
+    """The proc file's source for addr under the default srcmask."""
+    return str(ipaddress.ip_network(addr + ("/64" if ":" in addr else "/32"), strict=False))
+
+
+def synproxy_count(env, v6=False):
+    """Packets the SYNPROXY rule (INPUT's first) handled."""
+    return env.counters(v6=v6)[0]
+
+
+def test_synproxy_forged_victim(env):
+    """Twenty SYNs forged with a victim's address lock it out behind the
+    plain rule; behind SYNPROXY they add no entry and the victim then gets
+    its burst, both families."""
+    accepts = counting_listener(env)
+    for v6, victim in ((False, "192.0.2.150"), (True, "2001:db8::150")):
+        env.client_addr(victim)
+        # The control: the plain rule charges the forged SYNs to the victim.
+        limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2", name="plain", v6=v6)
+        forge(env, [victim], 20)
+        row = poll(lambda: env.proc("plain", v6=v6).rows.get(key(victim)))
+        expect(row and (row["passed"], row["denied"]) == (2, 18), f"plain rule: {row}")
+        expect(env.connect(victim) == "R", "plain rule: the victim is locked out")
+        env.ipt("-F", "INPUT", v6=v6)
+        synproxy_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2",
+                       "--smtplimit-strict", v6=v6)
+        forge(env, [victim], 20)
+        expect(poll(lambda: synproxy_count(env, v6) >= 20), "the forged SYNs reached SYNPROXY")
+        p = env.proc("smtp_limit", v6=v6)
+        expect(p.entries()[0] == 0 and p.count("passed") + p.count("denied") == 0,
+               f"forged SYNs reached the limit: {p.header} {p.rows}")
+        got, times = served(env, victim, 3)
+        n = accepts(victim)
+        print(f"#   {'IPv6' if v6 else 'IPv4'} victim after 20 forged SYNs: {got}, "
+              f"{n} accepted by the server")
+        expect(got == "PPR" and n == 2, f"victim: {got}, {n} accepted, want PPR and 2")
+        row = env.proc("smtp_limit", v6=v6).rows[key(victim)]
+        expect((row["passed"], row["denied"]) == (2, 1), f"victim's row {row}")
+
+
+def test_synproxy_forged_random(env):
+    """300 SYNs forged from as many sources reach SYNPROXY and add no entry."""
+    v4 = [f"198.51.100.{i}" for i in range(1, 255)] + [f"203.0.113.{i}" for i in range(1, 47)]
+    v6 = [f"2001:db8:f:{i:x}::1" for i in range(300)]
+    for fam, srcs in ((False, v4), (True, v6)):
+        synproxy_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2",
+                       "--smtplimit-strict", v6=fam)
+        forge(env, srcs)
+        expect(poll(lambda: synproxy_count(env, fam) >= len(srcs)),
+               f"SYNPROXY saw {synproxy_count(env, fam)} of {len(srcs)}")
+        p = env.proc("smtp_limit", v6=fam)
+        expect(p.entries()[0] == 0 and p.count("created") == 0 and
+               p.count("passed") + p.count("denied") == 0, f"{p.header} {p.rows}")
+
+
+def test_synproxy_limits_as_plain(env):
+    """A real client is limited exactly as without SYNPROXY: the same
+    attempts reach the server and the same are counted passed and denied,
+    strict and not, both families."""
+    accepts = counting_listener(env)
+    for v6 in (False, True):
+        for i, strict in enumerate(((), ("--smtplimit-strict",))):
+            opts = ("--smtplimit", "2/h", "--smtplimit-burst", "2", *strict)
+            plain, proxied = (f"2001:db8:{i}::160", f"2001:db8:{i + 2}::161") if v6 else \
+                (f"192.0.2.{160 + i}", f"192.0.2.{162 + i}")
+            for t in ("raw", "nat", "filter"):
+                env.ipt("-t", t, "-F", v6=v6)  # a fresh table each round
+            limit_rules(env, *opts, name="plain", v6=v6)
+            got = env.connect(plain, 5)
+            want = dict(passed=2, denied=3)
+            row = env.proc("plain", v6=v6).rows[key(plain)]
+            expect(got == "PPRRR" and accepts(plain) == 2 and
+                   {k: row[k] for k in want} == want, f"plain: {got} {row}")
+            env.ipt("-F", "INPUT", v6=v6)
+            synproxy_rules(env, *opts, v6=v6)
+            got, _ = served(env, proxied, 5)
+            row = env.proc("smtp_limit", v6=v6).rows[key(proxied)]
+            print(f"#   {'IPv6' if v6 else 'IPv4'}{' strict' if strict else ''}: plain "
+                  f"{accepts(plain)} accepted, proxied {accepts(proxied)} ({got}), "
+                  f"rows {row['passed']}/{row['denied']}")
+            expect(got == "PPRRR" and accepts(proxied) == 2 and
+                   {k: row[k] for k in want} == want, f"behind SYNPROXY: {got} {row}")
+
+
+def test_synproxy_refusal(env):
+    """What a denied client sees behind SYNPROXY: with the limit in INPUT
+    and REJECT, nothing (its connect() succeeded; it waits); with the limit
+    in nat OUTPUT and a denied SYN sent on to a closed port, a reset at
+    once. Both families; the times are printed."""
+    accepts = counting_listener(env)
+    for v6 in (False, True):
+        src = "2001:db8:2::170" if v6 else "192.0.2.170"
+        fam = "IPv6" if v6 else "IPv4"
+        synproxy_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "1", v6=v6,
+                       refuse=False)
+        got, times = served(env, src, 2, timeout=3.0)
+        waited = times[1][1] - times[1][0]
+        print(f"#   {fam} REJECT in INPUT: {got}, the denied client waited "
+              f"{waited:.2f} s for nothing (its timeout 3 s)")
+        expect(got == "PT" and accepts(src) == 1 and waited >= 3.0, f"{got} {waited}")
+        for t in ("raw", "nat", "filter"):
+            env.ipt("-t", t, "-F", v6=v6)  # the table goes with its rules
+        synproxy_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "1", v6=v6)
+        got, times = served(env, src, 2, timeout=10.0)
+        took = [b - a for a, b in times]
+        print(f"#   {fam} closed port via nat OUTPUT: {got}, served in {took[0]:.3f} s, "
+              f"refused in {took[1]:.3f} s")
+        expect(got == "PR" and accepts(src) == 2 and took[1] < 2.0, f"{got} {took}")
 
 
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
