@@ -24,7 +24,11 @@
  * 7. the IPv6 srcmask ignored: the packet path keys IPv6 sources by the
  *    full /128;
  * 8. GC never freeing: full entries stay until evicted, forgotten or their
- *    table goes.
+ *    table goes;
+ * 9. a ban dropped by the sweep: down to a lowered maximum, bans that hold
+ *    are evicted like any entry;
+ * 10. an aborted restore that evicts: checkentry applies the new rule's
+ *    maximum at once and evicts down to it, as destroy does.
  */
 #ifndef _SMTPLIMIT_MUTANT_H
 #define _SMTPLIMIT_MUTANT_H
@@ -32,8 +36,8 @@
 #ifndef SMTPLIMIT_MUTANT
 #define SMTPLIMIT_MUTANT 0
 #endif
-#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 8
-#error "SMTPLIMIT_MUTANT: no such mutant (0 to 8)"
+#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 10
+#error "SMTPLIMIT_MUTANT: no such mutant (0 to 10)"
 #endif
 
 #define SMTPLIMIT_MUTANT_IS(n) (SMTPLIMIT_MUTANT == (n))
