@@ -26,7 +26,11 @@
  * 8. GC never freeing: full entries stay until evicted, forgotten or their
  *    table goes;
  * 9. a cut line applied: the unterminated last line of a proc write is
- *    applied as a command at the end of that write, not kept for the next.
+ *    applied as a command at the end of that write, not kept for the next;
+ * 10. a ban dropped by the sweep: down to a lowered maximum, bans that hold
+ *    are evicted like any entry;
+ * 11. an aborted restore that evicts: checkentry applies the new rule's
+ *    maximum at once and evicts down to it, as destroy does.
  */
 #ifndef _SMTPLIMIT_MUTANT_H
 #define _SMTPLIMIT_MUTANT_H
@@ -34,8 +38,8 @@
 #ifndef SMTPLIMIT_MUTANT
 #define SMTPLIMIT_MUTANT 0
 #endif
-#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 9
-#error "SMTPLIMIT_MUTANT: no such mutant (0 to 9)"
+#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 11
+#error "SMTPLIMIT_MUTANT: no such mutant (0 to 11)"
 #endif
 
 #define SMTPLIMIT_MUTANT_IS(n) (SMTPLIMIT_MUTANT == (n))

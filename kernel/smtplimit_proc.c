@@ -136,7 +136,7 @@ static int smtplimit_seq_snapshot(struct smtplimit_seq *s)
 
 	smtplimit_seq_free(s);
 	s->now = smtplimit_now();
-	s->rate = smtplimit_table_newest(t, &s->bucket);
+	s->rate = smtplimit_table_rate(t, &s->bucket);
 	s->max = READ_ONCE(t->max);
 
 	/* Live entries hold places, so count bounds them but for a race. */
@@ -455,7 +455,7 @@ static unsigned int smtplimit_apply_forget(struct smtplimit_table *t,
 		smtplimit_cmd_key(t, cmd, &key);
 		rcu_read_lock();
 		e = smtplimit_lookup(t, &key);
-		if (e && smtplimit_entry_kill(t, e, now, true)) {
+		if (e && smtplimit_entry_kill(t, e, now, SMTPLIMIT_KILL_ANY)) {
 			smtplimit_place_release(t);
 			killed = 1;
 		}
@@ -580,7 +580,7 @@ static int smtplimit_apply_cmds(struct smtplimit_table *t,
 	u64 now = smtplimit_now();
 	int err;
 
-	smtplimit_table_newest(t, &bucket);
+	smtplimit_table_rate(t, &bucket);
 	err = smtplimit_places_take_for_bans(t, cmds, n, now, &places);
 	for (i = 0; i < n && !err; i++) {
 		switch (cmds[i].op) {

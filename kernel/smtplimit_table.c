@@ -214,21 +214,41 @@ smtplimit_entry_insert(struct smtplimit_table *t, struct smtplimit_entry *e,
 	return IS_ERR(old) ? NULL : old;
 }
 
+/* A ban keeps its entry from eviction while the debt is beyond @tolerance. */
+static bool smtplimit_ban_holds(const struct smtplimit_entry *e, u64 debt,
+				u64 tolerance)
+{
+	return READ_ONCE(e->banned) && debt > tolerance;
+}
+
 /*
- * Unhash @e, if it is full or @owing_too, and free it after a grace
- * period. Marking it dead under its lock first means exactly one caller
- * unhashes it, and no attempt is charged to an entry on its way out.
- * The caller accounts for the place it held.
+ * Unhash @e, if @how allows (see enum smtplimit_kill), and free it after a
+ * grace period. Marking it dead under its lock first means exactly one
+ * caller unhashes it, and no attempt is charged to an entry on its way out;
+ * a ban is checked there too, as the lockless reads that chose @e are only
+ * hints. The caller accounts for the place it held.
  */
 bool smtplimit_entry_kill(struct smtplimit_table *t,
 			  struct smtplimit_entry *e, u64 now,
-			  bool owing_too)
+			  enum smtplimit_kill how)
 {
 	bool take;
 	int err;
 
 	spin_lock_bh(&e->lock);
-	take = !e->dead && (owing_too || smtplimit_is_full(e->tat, now));
+	switch (how) {
+	case SMTPLIMIT_KILL_FULL:
+		take = smtplimit_is_full(e->tat, now);
+		break;
+	case SMTPLIMIT_KILL_EVICT:
+		take = !smtplimit_ban_holds(e, smtplimit_debt(e->tat, now),
+					    READ_ONCE(t->tolerance));
+		break;
+	default:
+		take = true;
+		break;
+	}
+	take = take && !e->dead;
 	if (take)
 		e->dead = true;
 	spin_unlock_bh(&e->lock);
@@ -247,18 +267,11 @@ bool smtplimit_entry_kill(struct smtplimit_table *t,
 
 /* Eviction */
 
-/* A ban keeps its entry from eviction while the debt is beyond @tolerance. */
-static bool smtplimit_ban_holds(const struct smtplimit_entry *e, u64 debt,
-				u64 tolerance)
-{
-	return READ_ONCE(e->banned) && debt > tolerance;
-}
-
-/* Evict @e, unless someone else killed it first. */
+/* Evict @e, unless someone else killed it first or a ban now holds it. */
 static bool smtplimit_evict_entry(struct smtplimit_table *t,
 				  struct smtplimit_entry *e, u64 now)
 {
-	if (!smtplimit_entry_kill(t, e, now, true))
+	if (!smtplimit_entry_kill(t, e, now, SMTPLIMIT_KILL_EVICT))
 		return false;
 	this_cpu_inc(t->stats->evicted);
 	return true;
@@ -487,10 +500,9 @@ static bool smtplimit_sweep_visit(struct smtplimit_table *t,
 {
 	struct smtplimit_sweep *sw = arg;
 
-	if (sw->to_max && atomic_read(&t->count) <= READ_ONCE(t->max))
-		return false;
 	if ((!sw->prefix || smtplimit_in_prefix(t, &e->addr, sw)) &&
-	    smtplimit_entry_kill(t, e, sw->now, sw->owing_too)) {
+	    smtplimit_entry_kill(t, e, sw->now, sw->owing_too ?
+				 SMTPLIMIT_KILL_ANY : SMTPLIMIT_KILL_FULL)) {
 		smtplimit_place_release(t);
 		sw->killed++;
 	}
@@ -531,41 +543,205 @@ smtplimit_table_find(struct smtplimit_net *sn, u8 family, const char *name)
 	return NULL;
 }
 
-/* The newest rule's rate and bucket, consistent with each other. */
-u32 smtplimit_table_newest(struct smtplimit_table *t,
-			   struct smtplimit_bucket *bucket)
+/*
+ * Down to a lowered maximum: the fullest buckets go first, never a ban that
+ * holds. A walk collects the debts of the entries no ban holds, the excess
+ * smallest of them are found in place (quickselect), and two more walks
+ * evict those owing less than the largest of them, then those owing as
+ * much, until the count is down to the maximum. The walks meet a table
+ * that packets keep changing, so a few rounds
+ * are tried, the last in walk order; with no memory for the debts, walk
+ * order it is. When only bans remain above the maximum, the table stays
+ * above it until they may pass again (the next packet or GC frees them).
+ */
+struct smtplimit_trim {
+	u64 now;
+	u64 tolerance;
+	u64 most;			/* evict only entries owing at most this */
+	u64 *debts;			/* of the entries no ban holds */
+	unsigned int n, room;
+	unsigned int killed;
+};
+
+/* Whether a ban holds @e; mutant 10 pretends none ever does. */
+static bool smtplimit_trim_spares(const struct smtplimit_trim *tr,
+				  const struct smtplimit_entry *e, u64 debt)
+{
+	return !SMTPLIMIT_MUTANT_IS(10) &&
+	       smtplimit_ban_holds(e, debt, tr->tolerance);
+}
+
+static bool smtplimit_trim_count_visit(struct smtplimit_table *t,
+				       struct smtplimit_entry *e, void *arg)
+{
+	struct smtplimit_trim *tr = arg;
+	u64 debt = smtplimit_debt(READ_ONCE(e->tat), tr->now);
+
+	if (!READ_ONCE(e->dead) && !smtplimit_trim_spares(tr, e, debt))
+		tr->debts[tr->n++] = debt;
+	return tr->n < tr->room;
+}
+
+static bool smtplimit_trim_visit(struct smtplimit_table *t,
+				 struct smtplimit_entry *e, void *arg)
+{
+	struct smtplimit_trim *tr = arg;
+	u64 debt = smtplimit_debt(READ_ONCE(e->tat), tr->now);
+
+	if (atomic_read(&t->count) <= READ_ONCE(t->max))
+		return false;
+	if (debt <= tr->most &&
+	    smtplimit_entry_kill(t, e, tr->now, SMTPLIMIT_MUTANT_IS(10) ?
+				 SMTPLIMIT_KILL_ANY : SMTPLIMIT_KILL_EVICT)) {
+		smtplimit_place_release(t);
+		tr->killed++;
+	}
+	return true;
+}
+
+/* The @k-th smallest (from 0) of @a[0..@n), reordering @a; @k < @n. */
+static u64 smtplimit_select(u64 *a, unsigned int n, unsigned int k)
+{
+	long lo = 0, hi = n - 1, i, j;
+	u64 pivot;
+
+	while (lo < hi) {
+		/* A random pivot: the debts are the senders' to choose. */
+		pivot = a[lo + get_random_u32() % (hi - lo + 1)];
+		for (i = lo, j = hi; i <= j;) {
+			while (a[i] < pivot)
+				i++;
+			while (a[j] > pivot)
+				j--;
+			if (i <= j)
+				swap(a[i++], a[j--]);
+		}
+		/* Now a[lo..j] <= pivot <= a[i..hi], and a[j+1..i-1] == pivot. */
+		if (k <= j)
+			hi = j;
+		else if (k >= i)
+			lo = i;
+		else
+			break;
+		cond_resched();
+	}
+	return a[k];
+}
+
+#define SMTPLIMIT_TRIM_ROUNDS	3
+
+static void smtplimit_trim(struct smtplimit_table *t)
+{
+	struct smtplimit_trim tr = { .tolerance = READ_ONCE(t->tolerance) };
+	unsigned int round, excess;
+	bool selected;
+	int count;
+
+	for (round = 0; round < SMTPLIMIT_TRIM_ROUNDS; round++) {
+		count = atomic_read(&t->count);
+		if (count <= (int)READ_ONCE(t->max))
+			break;
+		excess = count - READ_ONCE(t->max);
+		tr.now = smtplimit_now();
+		tr.most = U64_MAX;
+		tr.n = 0;
+		tr.room = count + count / 8 + 64;
+		tr.debts = round + 1 < SMTPLIMIT_TRIM_ROUNDS ?
+			   kvmalloc_array(tr.room, sizeof(*tr.debts),
+					  GFP_KERNEL | __GFP_NOWARN) : NULL;
+		selected = tr.debts;
+		if (selected) {
+			smtplimit_walk(t, smtplimit_trim_count_visit, &tr);
+			if (tr.n)
+				tr.most = smtplimit_select(tr.debts, tr.n,
+							   min(excess, tr.n) - 1);
+			kvfree(tr.debts);
+			if (!tr.n)	/* only bans are left */
+				break;
+		}
+		tr.killed = 0;
+		if (tr.most && tr.most != U64_MAX) {
+			/* First every entry owing less, then some owing as much. */
+			tr.most--;
+			smtplimit_walk(t, smtplimit_trim_visit, &tr);
+			tr.most++;
+		}
+		smtplimit_walk(t, smtplimit_trim_visit, &tr);
+		this_cpu_add(t->stats->evicted, tr.killed);
+		if (!tr.killed && !selected)
+			break;
+	}
+}
+
+/* The table's rule's rate and bucket, consistent with each other. */
+u32 smtplimit_table_rate(struct smtplimit_table *t,
+			 struct smtplimit_bucket *bucket)
 {
 	u32 rate;
 
-	spin_lock_bh(&t->newest_lock);
+	spin_lock_bh(&t->rule_lock);
 	rate = t->rate;
 	*bucket = t->bucket;
-	spin_unlock_bh(&t->newest_lock);
+	spin_unlock_bh(&t->rule_lock);
 	return rate;
 }
 
 /*
- * The newest rule's rate, burst and maximum apply to the table; a lower
- * maximum frees full entries first, then evicts any, down to it.
+ * Whether rule @a is stricter than @b: a lower rate, then a smaller burst,
+ * then strict. A total order on what makes a bucket, so that the table's
+ * rule does not depend on the order of its rules.
  */
-void smtplimit_table_follow_newest(struct smtplimit_table *t)
+static bool smtplimit_rule_stricter(const struct xt_smtplimit_priv *a,
+				    const struct xt_smtplimit_priv *b)
 {
-	const struct xt_smtplimit_priv *newest =
-		list_last_entry(&t->rules, struct xt_smtplimit_priv, node);
-	struct smtplimit_sweep full = { .now = smtplimit_now() };
-	struct smtplimit_sweep to_max = { .now = full.now, .owing_too = true,
-					  .to_max = true };
+	if (a->rate != b->rate)
+		return a->rate < b->rate;
+	if (a->bucket.burst != b->bucket.burst)
+		return a->bucket.burst < b->bucket.burst;
+	return a->bucket.strict && !b->bucket.strict;
+}
 
-	spin_lock_bh(&t->newest_lock);
-	t->rate = newest->rate;
-	t->bucket = newest->bucket;
-	spin_unlock_bh(&t->newest_lock);
-	WRITE_ONCE(t->tolerance, newest->bucket.tolerance);
-	WRITE_ONCE(t->max, newest->max);
-	if (atomic_read(&t->count) > newest->max)
+/*
+ * The table's parameters follow the set of its rules, whatever their order:
+ * the strictest rule's rate, burst and strictness (the header's, and those
+ * of "+ADDR"), and the largest maximum. There is no commit hook: checkentry
+ * adds rules that an abort then destroys, and destroy runs after a commit
+ * or an abort on both backends. So only destroy (@may_lower) lowers the
+ * maximum and evicts down to it, full entries first; checkentry only raises
+ * it. An aborted or refused change so leaves the parameters as they were
+ * once its rules are destroyed, and has evicted nothing.
+ */
+void smtplimit_table_follow_rules(struct smtplimit_table *t, bool may_lower)
+{
+	const struct xt_smtplimit_priv *p, *rule = NULL;
+	struct smtplimit_sweep full = { .now = smtplimit_now() };
+	u32 most = 0;
+
+	list_for_each_entry(p, &t->rules, node) {
+		most = max(most, p->max);
+		if (!rule || smtplimit_rule_stricter(p, rule))
+			rule = p;
+	}
+	if (SMTPLIMIT_MUTANT_IS(11) && !may_lower) {
+		/* The newest rule's maximum, at once, as before. */
+		most = list_last_entry(&t->rules, struct xt_smtplimit_priv,
+				       node)->max;
+		may_lower = true;
+	}
+	spin_lock_bh(&t->rule_lock);
+	t->rate = rule->rate;
+	t->bucket = rule->bucket;
+	spin_unlock_bh(&t->rule_lock);
+	WRITE_ONCE(t->tolerance, rule->bucket.tolerance);
+	if (!may_lower) {
+		WRITE_ONCE(t->max, max(t->max, most));
+		return;
+	}
+	WRITE_ONCE(t->max, most);
+	if (atomic_read(&t->count) > most)
 		this_cpu_add(t->stats->gc_freed, smtplimit_sweep(t, &full));
-	if (atomic_read(&t->count) > newest->max)
-		this_cpu_add(t->stats->evicted, smtplimit_sweep(t, &to_max));
+	if (atomic_read(&t->count) > most)
+		smtplimit_trim(t);
 }
 
 struct smtplimit_table *
@@ -594,7 +770,7 @@ smtplimit_table_create(struct smtplimit_net *sn, struct net *net, u8 family,
 	INIT_LIST_HEAD(&t->rules);
 	INIT_DEFERRABLE_WORK(&t->gc_work, smtplimit_gc);
 	mutex_init(&t->write_mutex);
-	spin_lock_init(&t->newest_lock);
+	spin_lock_init(&t->rule_lock);
 	t->sn = sn;
 	t->net = net;
 	t->family = family;

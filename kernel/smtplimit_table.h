@@ -17,7 +17,7 @@
  *   denied, dead and banned. Lockless reads of them (eviction sampling, the
  *   place counts) are hints, rechecked under the lock before anything is
  *   changed; the one that sets dead unhashes the entry.
- * - smtplimit_table.newest_lock guards the table's rate and bucket, so that
+ * - smtplimit_table.rule_lock guards the table's rate and bucket, so that
  *   a proc reader sees the two of one rule.
  * - smtplimit_table.write_mutex serialises the table's proc writes.
  * - A place is one unit of smtplimit_table.count and of
@@ -106,12 +106,16 @@ struct smtplimit_table {
 	struct smtplimit_stats __percpu *stats;
 	struct mutex write_mutex;	/* one proc write at a time */
 	atomic_t count;			/* entries, full ones not yet collected too */
-	u32 max;			/* most entries, from the newest rule */
-	u64 tolerance;			/* the newest rule's: a ban holds
+	u32 max;			/* most entries: the largest of the
+					 * rules' (smtplimit_table_follow_rules);
+					 * count exceeds it while only bans
+					 * that hold are left above it
+					 */
+	u64 tolerance;			/* the table's rule's: a ban holds
 					 * while the debt is beyond it
 					 */
-	spinlock_t newest_lock;		/* rate, bucket */
-	u32 rate;			/* the newest rule's, for proc */
+	spinlock_t rule_lock;		/* rate, bucket */
+	u32 rate;			/* the table's rule's, for proc */
 	struct smtplimit_bucket bucket;
 	u8 family;
 	u8 srcmask;
@@ -128,11 +132,17 @@ struct xt_smtplimit_priv {
 	u32 max;
 };
 
+/* Which entries smtplimit_entry_kill() may unhash. */
+enum smtplimit_kill {
+	SMTPLIMIT_KILL_FULL,		/* only one whose bucket is full */
+	SMTPLIMIT_KILL_EVICT,		/* any but one a ban holds */
+	SMTPLIMIT_KILL_ANY,		/* any: a forget or flush */
+};
+
 /* Which entries a sweep unhashes. */
 struct smtplimit_sweep {
 	u64 now;
-	bool owing_too;			/* owing entries too, not only full ones */
-	bool to_max;			/* stop once down to the maximum */
+	bool owing_too;			/* owing entries too, bans included */
 	const union smtplimit_addr *prefix;	/* if set, only within it: */
 	const union smtplimit_addr *mask;	/* prefix is masked with it */
 	unsigned int killed;		/* out: how many were unhashed */
@@ -189,9 +199,9 @@ struct smtplimit_entry *smtplimit_entry_insert(struct smtplimit_table *t,
 struct smtplimit_entry *smtplimit_entry_create(struct smtplimit_table *t,
 					       const union smtplimit_addr *key,
 					       u64 now);
-/* Unhash @e if full (or @owing_too) and not dead; the caller frees its place. */
+/* Unhash @e if @how allows and not dead; the caller frees its place. */
 bool smtplimit_entry_kill(struct smtplimit_table *t, struct smtplimit_entry *e,
-			  u64 now, bool owing_too);
+			  u64 now, enum smtplimit_kill how);
 
 /* Give back the place of an entry unhashed, or one taken and not used. */
 void smtplimit_place_release(struct smtplimit_table *t);
@@ -207,9 +217,9 @@ void smtplimit_prefix_mask(unsigned int len, unsigned int words, __be32 *mask);
 unsigned int smtplimit_sweep(struct smtplimit_table *t,
 			     struct smtplimit_sweep *sw);
 
-/* The newest rule's rate, and its bucket in @bucket. */
-u32 smtplimit_table_newest(struct smtplimit_table *t,
-			   struct smtplimit_bucket *bucket);
+/* The table's rule's rate, and its bucket in @bucket. */
+u32 smtplimit_table_rate(struct smtplimit_table *t,
+			 struct smtplimit_bucket *bucket);
 /* The table of @family named @name in @sn, or NULL. Under smtplimit_mutex. */
 struct smtplimit_table *smtplimit_table_find(struct smtplimit_net *sn,
 					     u8 family, const char *name);
@@ -217,8 +227,11 @@ struct smtplimit_table *smtplimit_table_find(struct smtplimit_net *sn,
 struct smtplimit_table *
 smtplimit_table_create(struct smtplimit_net *sn, struct net *net, u8 family,
 		       const struct xt_smtplimit_mtinfo *info);
-/* Apply the newest rule of t->rules to the table. Under smtplimit_mutex. */
-void smtplimit_table_follow_newest(struct smtplimit_table *t);
+/*
+ * Derive the table's parameters from the set t->rules; only @may_lower
+ * (destroy) lowers the maximum, evicting down to it. Under smtplimit_mutex.
+ */
+void smtplimit_table_follow_rules(struct smtplimit_table *t, bool may_lower);
 /* Free a table with no rule left, after a grace period. Under smtplimit_mutex. */
 void smtplimit_table_destroy(struct smtplimit_table *t);
 

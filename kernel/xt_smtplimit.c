@@ -243,7 +243,7 @@ static int smtplimit_mt_check(const struct xt_mtchk_param *par)
 	}
 	priv->table = t;
 	list_add_tail(&priv->node, &t->rules);
-	smtplimit_table_follow_newest(t);
+	smtplimit_table_follow_rules(t, false);
 	info->priv = priv;
 unlock:
 	mutex_unlock(&smtplimit_mutex);
@@ -263,7 +263,7 @@ static void smtplimit_mt_destroy(const struct xt_mtdtor_param *par)
 	if (list_empty(&t->rules))
 		smtplimit_table_destroy(t);
 	else
-		smtplimit_table_follow_newest(t);
+		smtplimit_table_follow_rules(t, true);
 	mutex_unlock(&smtplimit_mutex);
 	kfree(priv);
 }

@@ -196,7 +196,8 @@ def test_reload_with_new_burst(env):
     saved = env.save()
     expect("--smtplimit-burst 2 " in saved, saved)
     env.restore(saved.replace("--smtplimit-burst 2 ", "--smtplimit-burst 4 "))
-    expect(env.proc("smtp_limit").header["burst"] == "4", "header burst")
+    # nft destroys the replaced rule after the commit, in the background.
+    expect(poll(lambda: env.proc("smtp_limit").header["burst"] == "4"), "header burst")
     got = env.connect("192.0.2.61", 3)
     expect(got == "PPR", f"burst 4 on the same debt: {got}, want PPR")
 
@@ -233,13 +234,17 @@ def test_srcmask_conflict_refused(env):
 
 
 def test_table_follows_last_rule(env):
-    """The table and its proc file go with the last rule naming it."""
+    """The header shows the strictest rule naming the table (the lowest
+    rate), whatever the rules' order; the table and its proc file go with
+    the last rule naming it."""
     limit_rules(env, "--smtplimit", "2/h", name="vanish")
     env.ipt("-A", "INPUT", *LIMIT, "--smtplimit", "5/h", "--smtplimit-name", "vanish")
-    expect(env.proc("vanish").header["rate"] == "5/hour", "newest rule's rate")
-    env.ipt("-D", "INPUT", *LIMIT, "--smtplimit", "5/h", "--smtplimit-name", "vanish")
+    expect(env.proc("vanish").header["rate"] == "2/hour", "a newer, laxer rule")
+    env.ipt("-I", "INPUT", *LIMIT, "--smtplimit", "1/h", "--smtplimit-name", "vanish")
+    expect(env.proc("vanish").header["rate"] == "1/hour", "the strictest rule's rate")
+    env.ipt("-D", "INPUT", *LIMIT, "--smtplimit", "1/h", "--smtplimit-name", "vanish")
     expect(poll(lambda: env.proc("vanish").header["rate"] == "2/hour"),
-           "header back to the remaining rule's rate")
+           "header back to the strictest remaining rule's rate")
     env.ipt("-F", "INPUT")
     expect(poll(lambda: not env.proc_exists("vanish")), "proc file still there")
 
@@ -422,8 +427,9 @@ def test_gc_frees_places(env):
 
 
 def test_lower_max_evicts(env):
-    """A newer rule with a lower htable-max trims the table; when it goes,
-    the older maximum applies again."""
+    """The largest htable-max of the table's rules applies: a newer rule
+    with a lower one changes nothing, and once the rule with the higher one
+    is deleted the table is trimmed to the lower one."""
     limit_rules(env, "--smtplimit", "2/h", "--smtplimit-htable-max", "10")
     for i in range(8):
         env.connect(f"203.0.113.{40 + i}")
@@ -431,10 +437,12 @@ def test_lower_max_evicts(env):
     rule = [*LIMIT, "--smtplimit", "2/h", "--smtplimit-htable-max", "3",
             "--smtplimit-name", "smtp_limit"]
     env.ipt("-A", "INPUT", *rule)
-    expect(env.proc("smtp_limit").entries() == (3, 3), env.proc("smtp_limit").header)
-    env.ipt("-D", "INPUT", *rule)
-    expect(poll(lambda: env.proc("smtp_limit").entries() == (3, 10)),
+    p = env.proc("smtp_limit")
+    expect(p.entries() == (8, 10) and p.count("evicted") == 0, p.header)
+    env.ipt("-D", "INPUT", "1")     # the rule with htable-max 10
+    expect(poll(lambda: env.proc("smtp_limit").entries() == (3, 3)),
            env.proc("smtp_limit").header)
+    expect(env.proc("smtp_limit").count("evicted") == 5, env.proc("smtp_limit").header)
 
 
 def test_netns_cap(env):
@@ -1122,6 +1130,92 @@ def test_synproxy_refusal(env):
         print(f"#   {fam} closed port via nat OUTPUT: {got}, served in {took[0]:.3f} s, "
               f"refused in {took[1]:.3f} s")
         expect(got == "PR" and accepts(src) == 2 and took[1] < 2.0, f"{got} {took}")
+
+
+# Bans hold through a lowered maximum, and a refused restore changes nothing.
+
+def bans_ruleset(opts, extra=""):
+    """The filter table with one limit on port 25 and a reset for the rest."""
+    return ("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+            f"-A INPUT -p tcp --dport 25 --syn -m smtplimit {opts} "
+            "--smtplimit-name smtp_limit -j ACCEPT\n"
+            f"{extra}-A INPUT -p tcp --dport 25 --syn {' '.join(RESET)}\nCOMMIT\n")
+
+
+def write_all(env, lines):
+    """One write of @lines to table smtp_limit; whether all of it was taken."""
+    data = "".join(f"{l}\n" for l in lines)
+    return env.write("smtp_limit", data) == f"OK {len(data)}"
+
+
+def plain_sources(n):
+    """n sources in 240.0.0.0/4, each given 0 tokens by "+ADDR" (no ban)."""
+    return [f"240.0.{i // 256}.{i % 256}" for i in range(n)]
+
+
+def test_lower_max_keeps_bans(env):
+    """100 one-hour bans, 2,000 sources with 0 tokens and 10 with a fuller
+    bucket in a table of maximum 100,000; the rule replaced by one of
+    maximum 1,110 evicts the 10 fullest first and 990 of the others, and
+    then by one of maximum 50 every other source, but no ban: the table
+    stays at 100/50, and every banned source is still denied."""
+    env.restore(bans_ruleset("--smtplimit 2/h --smtplimit-htable-max 100000"))
+    bans = [f"198.51.100.{i}" for i in range(1, 101)]
+    plain = plain_sources(2000)
+    fuller = [f"203.0.113.{i}" for i in range(1, 11)]
+    expect(write_all(env, [f"+{a} 3600" for a in bans]), "bans written")
+    expect(write_all(env, [f"+{a}" for a in plain]), "plain sources written")
+    expect(env.connect_each(fuller) == ["P"] * 10, "the fuller ones passed")
+    p = env.proc("smtp_limit")
+    expect(p.entries() == (2110, 100000) and p.count("evicted") == 0, p.header)
+
+    env.restore(bans_ruleset("--smtplimit 2/h --smtplimit-htable-max 1110"))
+    # nft destroys the replaced rule after the commit, in the background.
+    p = poll(lambda: (lambda q: q if q.entries() == (1110, 1110) else None)(
+        env.proc("smtp_limit")), 20)
+    expect(p, f"not trimmed to 1110: {env.proc('smtp_limit').header}")
+    rows = set(p.rows)
+    expect(p.count("evicted") == 1000 and p.count("gc_freed") == 0, p.header)
+    expect(all(f"{a}/32" in rows for a in bans), f"bans lost: {len(rows)} rows")
+    expect(not any(f"{a}/32" in rows for a in fuller), "the fullest buckets were not first")
+    expect(sum(f"{a}/32" in rows for a in plain) == 1010, "plain sources kept")
+
+    env.restore(bans_ruleset("--smtplimit 2/h --smtplimit-htable-max 50"))
+    p = poll(lambda: (lambda q: q if q.entries() == (100, 50) else None)(
+        env.proc("smtp_limit")), 20)
+    expect(p, f"not trimmed to the 100 bans: {env.proc('smtp_limit').header}")
+    expect(p.count("evicted") == 2010, p.header)
+    expect(set(p.rows) == {f"{a}/32" for a in bans}, f"{len(p.rows)} rows: {sorted(p.rows)[:5]}")
+    expect(all(r["next_s"] > 3500 for r in p.rows.values()), "bans shortened")
+    got = env.connect_each(bans)
+    expect(got == ["R"] * 100, f"banned sources passed: {got.count('P')}")
+
+
+def test_refused_restore_evicts_nothing(env):
+    """A restore the kernel refuses (its second rule names the table with
+    another srcmask) whose first rule has maximum 10 and another rate
+    leaves the maximum, the header's rate and every source as they were,
+    and evicts nothing."""
+    env.restore(bans_ruleset("--smtplimit 2/h --smtplimit-burst 3 --smtplimit-htable-max 100000"))
+    plain = plain_sources(2000)
+    expect(write_all(env, [f"+{a}" for a in plain]), "sources written")
+    expect(write_all(env, ["+198.51.100.7 3600"]), "ban written")
+    before = env.proc("smtp_limit")
+    rules = env.rules()
+    expect(before.entries() == (2001, 100000), before.header)
+    bad = bans_ruleset("--smtplimit 1/h --smtplimit-burst 2 --smtplimit-htable-max 10",
+                       extra="-A INPUT -p tcp --dport 26 -m smtplimit --smtplimit 2/h "
+                             "--smtplimit-srcmask 24 --smtplimit-name smtp_limit\n")
+    r = env.restore(bad, check=False)
+    expect(r.returncode != 0, "restore with a conflicting srcmask succeeded")
+    expect(env.rules() == rules, "ruleset changed")
+    keys = ("rate", "burst", "strict", "entries", "evicted", "gc_freed", "forgotten")
+    want = {k: before.header[k] for k in keys}
+    after = poll(lambda: (lambda q: q if {k: q.header[k] for k in keys} == want
+                          else None)(env.proc("smtp_limit")))
+    expect(after, f"header {env.proc('smtp_limit').header}, was {before.header}")
+    expect(set(after.rows) == set(before.rows), f"{len(after.rows)} rows, were {len(before.rows)}")
+    expect(env.connect("198.51.100.7") == "R", "the ban held")
 
 
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
