@@ -324,7 +324,7 @@ def delivered():
         return 0
 
 
-def run_round(title):
+def run_round(title, table=None):
     before_log, before_mail = log_size(), delivered()
     args = ["--dst", SRV4, "--duration", str(DURATION), "--attacker", ATTACKER,
             "--workers", str(WORKERS), "--mta", MTA, "--rcpt", RCPT, "--forge-as", MTA]
@@ -335,6 +335,10 @@ def run_round(title):
     print(f"\n{title}: {DURATION} s of traffic ...", flush=True)
     r = ns(CLI, PY, f"{HERE}/demo_traffic.py", *args)
     client = json.loads(r.stdout)
+    # Read the table as the traffic ends: a row is freed once its bucket is
+    # full again (the attacker's some 60 s after its first pass), and the
+    # wait for delivery below may take that long on a loaded host.
+    text = ns(SRV, "cat", f"/proc/net/ipt_smtplimit/{table}").stdout if table else ""
     # The accepted messages are delivered by the queue manager: wait for them.
     sent = sum(1 for m in client["mta"] if m["accepted"])
     deadline = time.time() + 60
@@ -343,7 +347,7 @@ def run_round(title):
     time.sleep(1.5)                 # postlogd writes asynchronously
     conn, auth, per_s = parse_log(before_log, client["t0"])
     return dict(client=client, conn=conn, auth=auth, per_s=per_s,
-                delivered=delivered() - before_mail)
+                delivered=delivered() - before_mail, proc=text)
 
 
 def table(r1, r2):
@@ -410,11 +414,11 @@ def chart(r1, r2, rule):
     return png
 
 
-def proc_top():
-    text = ns(SRV, "cat", "/proc/net/ipt_smtplimit/smtp_limit").stdout
+def proc_top(text):
     lines = text.splitlines()
     rows = sorted(lines[2:], key=lambda l: (-int(l.split()[5]), -int(l.split()[4])))
-    print("\n/proc/net/ipt_smtplimit/smtp_limit after round 2, top 10 sources by denied:")
+    print("\n/proc/net/ipt_smtplimit/smtp_limit as round 2's traffic ended, "
+          "top 10 sources by denied:")
     print("\n".join("  " + l for l in lines[:2] + rows[:10]))
     return {l.split()[0]: l.split() for l in lines[2:]}
 
@@ -462,10 +466,10 @@ def main():
                  if l.startswith(("-A", "*"))]
         print("\nRound 2, the same traffic, with the seed's rule ported "
               "to smtplimit (time scaled) behind SYNPROXY:\n  " + "\n  ".join(rules))
-        r2 = run_round("Round 2: xt_smtplimit")
+        r2 = run_round("Round 2: xt_smtplimit", table="smtp_limit")
 
         table(r1, r2)
-        rows = proc_top()
+        rows = proc_top(r2["proc"])
         png = chart(r1, r2, f"--smtplimit {RATE} --smtplimit-burst {BURST}")
 
         # (a) the attacker held to the limit, bounded both ways by the GCRA
