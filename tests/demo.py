@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 from lib import gcra
@@ -333,12 +334,32 @@ def run_round(title, table=None):
     for t in MTA_AT:
         args += ["--mta-at", str(t)]
     print(f"\n{title}: {DURATION} s of traffic ...", flush=True)
-    r = ns(CLI, PY, f"{HERE}/demo_traffic.py", *args)
+    # A row leaves the table once its bucket is full again (the MTA's some
+    # 50 s after its last connection), and the clients' sessions may run
+    # past DURATION: read the table every 2 s while the traffic goes, and
+    # keep each source's last row and the last header.
+    seen, done = {}, threading.Event()
+
+    def watch():            # the last read starts after the traffic ended
+        while True:
+            last = done.is_set()
+            lines = ns(SRV, "cat", f"/proc/net/ipt_smtplimit/{table}").stdout.splitlines()
+            seen["header"] = lines[:2]
+            seen.update((l.split()[0], l) for l in lines[2:])
+            if last:
+                return
+            done.wait(2)
+    watcher = threading.Thread(target=watch) if table else None
+    if watcher:
+        watcher.start()
+    try:
+        r = ns(CLI, PY, f"{HERE}/demo_traffic.py", *args)
+    finally:
+        done.set()
+        if watcher:
+            watcher.join()
     client = json.loads(r.stdout)
-    # Read the table as the traffic ends: a row is freed once its bucket is
-    # full again (the attacker's some 60 s after its first pass), and the
-    # wait for delivery below may take that long on a loaded host.
-    text = ns(SRV, "cat", f"/proc/net/ipt_smtplimit/{table}").stdout if table else ""
+    text = "\n".join(seen.pop("header", []) + list(seen.values()))
     # The accepted messages are delivered by the queue manager: wait for them.
     sent = sum(1 for m in client["mta"] if m["accepted"])
     deadline = time.time() + 60
@@ -417,8 +438,8 @@ def chart(r1, r2, rule):
 def proc_top(text):
     lines = text.splitlines()
     rows = sorted(lines[2:], key=lambda l: (-int(l.split()[5]), -int(l.split()[4])))
-    print("\n/proc/net/ipt_smtplimit/smtp_limit as round 2's traffic ended, "
-          "top 10 sources by denied:")
+    print("\n/proc/net/ipt_smtplimit/smtp_limit during round 2 (its last header, "
+          "each source's last row), top 10 sources by denied:")
     print("\n".join("  " + l for l in lines[:2] + rows[:10]))
     return {l.split()[0]: l.split() for l in lines[2:]}
 
