@@ -1218,6 +1218,90 @@ def test_refused_restore_evicts_nothing(env):
     expect(env.connect("198.51.100.7") == "R", "the ban held")
 
 
+# With a native nftables ruleset (README "With an nftables ruleset")
+
+# An admin's own ruleset as Debian's /etc/nftables.conf would hold it: the
+# native chain must accept tcp/25 itself, since an accept in iptables' chain
+# ends only that chain. {head} is "flush ruleset", as Debian's file begins,
+# or the safe alternative that empties only this table.
+NFT_NATIVE = """{head}
+table inet filter {{
+    set mx_peers {{ type ipv4_addr; elements = {{ 198.51.100.25 }} }}
+    chain allow {{
+        type filter hook input priority filter - 10; policy accept;
+        ip saddr @mx_peers meta mark set 0x25
+    }}
+    chain input {{
+        type filter hook input priority filter; policy drop;
+        ct state established,related accept
+        iif lo accept
+        tcp dport 25 accept
+    }}
+}}
+"""
+NFT_SAFE_HEAD = "table inet filter\ndelete table inet filter"
+
+
+def nft_recipe(env):
+    """The native ruleset, then the recipe's iptables side: allowlisted
+    sources first (an ipset, and the mark the native chain sets), then
+    the limit, and DROP for the rest, since only a drop is final."""
+    env.ns(env.srv, "nft", "-f", "-", input=NFT_NATIVE.format(head="flush ruleset"))
+    env.ns(env.srv, "ipset", "create", "smtp_allow", "hash:ip")
+    env.ns(env.srv, "ipset", "add", "smtp_allow", "192.0.2.25")
+    smtp = ["-p", "tcp", "--dport", "25", "--syn"]
+    env.ipt("-A", "INPUT", *smtp, "-m", "set", "--match-set", "smtp_allow", "src",
+            "-j", "ACCEPT")
+    env.ipt("-A", "INPUT", *smtp, "-m", "mark", "--mark", "0x25", "-j", "ACCEPT")
+    env.ipt("-A", "INPUT", *smtp, "-m", "smtplimit", "--smtplimit-name", "smtp_limit",
+            "--smtplimit", "2/h", "--smtplimit-burst", "2", "-j", "ACCEPT")
+    env.ipt("-A", "INPUT", *smtp, "-j", "DROP")
+
+
+def test_nft_native_ruleset(env):
+    """Under a native nftables ruleset (policy drop, established first,
+    tcp/25 accepted), the recipe gives the seed scenario's result, and the
+    allowlisted sources, by ipset and by the native chain's mark, are
+    never limited nor tracked."""
+    nft_recipe(env)
+    got, times = env.attempts("192.0.2.212", "--count", "6")
+    within_rate("2/h", 2, got, times, what="attacker")
+    expect(got == "PPTTTT", f"attacker: {got}, want PPTTTT")
+    expect(env.connect("192.0.2.101") == "P", "second source")
+    for peer in ("192.0.2.25", "198.51.100.25"):
+        got = env.connect(peer, 6)
+        expect(got == "PPPPPP", f"allowlisted {peer}: {got}")
+    p = env.proc("smtp_limit")
+    expect(set(p.rows) == {"192.0.2.212/32", "192.0.2.101/32"}, f"rows {sorted(p.rows)}")
+    expect((p.count("passed"), p.count("denied")) == (3, 4), p.header)
+
+
+def test_nft_flush_ruleset_reload(env):
+    """Reloading a ruleset that begins with `flush ruleset` deletes
+    iptables-nft's tables, and with them the smtplimit rule, its table and
+    its state; iptables-legacy's tables are not nftables' and stay. The
+    safe reload, which deletes only the admin's own table, keeps all."""
+    nft_recipe(env)
+    expect(env.connect("192.0.2.212", 3) == "PPT", "attacker before the reload")
+    path = env.proc_path("smtp_limit")
+    env.ns(env.srv, "nft", "-f", "-", input=NFT_NATIVE.format(head=NFT_SAFE_HEAD))
+    expect(env.proc("smtp_limit").rows["192.0.2.212/32"]["denied"] == 1,
+           "the safe reload changed the table")
+    expect(env.connect("192.0.2.212") == "T", "attacker after the safe reload")
+    env.ns(env.srv, "nft", "-f", "-", input=NFT_NATIVE.format(head="flush ruleset"))
+    if env.backend == "nft":
+        # nft destroys the flushed rules after the commit, in the background.
+        gone = poll(lambda: env.ns(env.srv, "test", "-e", path, check=False).returncode, 10)
+        expect(gone, f"{path} still there after flush ruleset")
+        expect(not any("smtplimit" in l for l in env.rules()), f"rules {env.rules()}")
+        expect(env.connect("192.0.2.212", 2) == "PP",
+               "after flush ruleset the attacker starts with a full burst")
+    else:
+        expect(env.proc("smtp_limit").rows["192.0.2.212/32"]["denied"] == 2,
+               "flush ruleset changed iptables-legacy's table")
+        expect(env.connect("192.0.2.212") == "T", "attacker after flush ruleset")
+
+
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 # The seed scenario first: it is the one to read when everything fails.
 TESTS.sort(key=lambda t: t is not test_seed_scenario)
