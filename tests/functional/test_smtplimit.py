@@ -1223,14 +1223,20 @@ def test_refused_restore_evicts_nothing(env):
 
 PARAMS = "/sys/module/xt_smtplimit/parameters/"
 CGROUP = "/sys/fs/cgroup"
-# As the namespace's root (uid 65534 outside): lo up with the server
-# address, and the rule of the table "flood" asking for the largest maximum
-# (on a port the test sends nothing to: the table is filled through bans).
+# As the namespace's root (uid 65534 outside): the rule of the table
+# "flood" asking for the largest maximum (on a port the test sends nothing
+# to: the table is filled through bans).
 USERNS_SETUP = """
-ip link set lo up && ip addr add 192.0.2.1/24 dev lo &&
 "$0" -A INPUT -p tcp --dport 26 --syn -m smtplimit --smtplimit 2/h \
     --smtplimit-name flood --smtplimit-htable-max 16777216 -j ACCEPT &&
 echo ready && exec sleep 3600
+"""
+# The second table of the flooded namespace: 1/hour, burst 1, a reset beyond.
+USERNS_SECOND = """*filter
+-A INPUT -p tcp --dport 25 --syn -m smtplimit --smtplimit 1/h --smtplimit-burst 1 \
+--smtplimit-name second -j ACCEPT
+-A INPUT -p tcp --dport 25 --syn -j REJECT --reject-with tcp-reset
+COMMIT
 """
 # Outside the namespace, in the cgroup $0; every exec keeps the pid.
 USERNS_SPAWN = ('echo $$ >"$0/cgroup.procs" && exec setpriv --reuid 65534 '
@@ -1294,14 +1300,16 @@ def rmdir_when_empty(path):
 def userns_spawn(tool, cgroup, lockfile):
     """A user and network namespace made by uid 65534 from cgroup @cgroup,
     with the rule of USERNS_SETUP added with @tool: its process, whose pid
-    names the namespaces (/proc/PID/net, nsenter -t PID)."""
-    p = subprocess.Popen(["sh", "-c", USERNS_SPAWN, cgroup, USERNS_SETUP, tool],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=dict(os.environ, XTABLES_LOCKFILE=lockfile))
+    names the namespaces (/proc/PID/net, nsenter -t PID), once userns_ready()."""
+    return subprocess.Popen(["sh", "-c", USERNS_SPAWN, cgroup, USERNS_SETUP, tool],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, XTABLES_LOCKFILE=lockfile))
+
+
+def userns_ready(p):
     if p.stdout.readline().strip() != "ready":
         p.kill()
         raise AssertionError(f"unprivileged namespace: {p.communicate()[1].strip()}")
-    return p
 
 
 def test_userns_caps(env):
@@ -1322,7 +1330,10 @@ def test_userns_caps(env):
     cg = memory_cgroup("xt-userns")
     procs, listener = [], None
     try:
+        # Made side by side: their setup is most of the test's time.
         procs = [userns_spawn(env.tool(), cg, lock) for _ in range(n)]
+        for p in procs:
+            userns_ready(p)
         paths = [f"/proc/{p.pid}/net/ipt_smtplimit/flood" for p in procs]
         maxima = {proc.entries(proc.read_header(x))[1] for x in paths}
         expect(maxima == {65536}, f"maxima {maxima}, not the userns ceiling 65536")
@@ -1346,22 +1357,17 @@ def test_userns_caps(env):
         expect(proc.write(paths[1], bans(1, 10).encode())[0],
                "bans in another namespace at the cap")
         pid = str(procs[0].pid)
-        userns = ["nsenter", "-t", pid, "-U", "-n", "env", f"XTABLES_LOCKFILE={lock}"]
-        sh(userns + [env.tool(), "-A", "INPUT", *LIMIT, "--smtplimit", "1/h",
-                     "--smtplimit-burst", "1", "--smtplimit-name", "second",
-                     "-j", "ACCEPT"])
-        sh(userns + [env.tool(), "-A", "INPUT", "-p", "tcp", "--dport", "25",
-                     "--syn", *RESET])
         inside = ["nsenter", "-t", pid, "-n"]
         listener = subprocess.Popen(inside + [PY, f"{HERE}/listener.py"],
                                     stdout=subprocess.PIPE, text=True)
-        expect(listener.stdout.readline().strip() == "listening", "listener")
         srcs = [f"192.0.2.{10 + i}" for i in range(5)]
-        for a in srcs:
-            sh(inside + ["ip", "addr", "add", f"{a}/32", "dev", "lo"])
-        words = [sh(inside + [PY, f"{HERE}/connect.py", "--src", a, "--dst",
-                              "192.0.2.1", "--count", "2"]).stdout.strip()
-                 for a in srcs]
+        sh(inside + ["ip", "-batch", "-"], input="link set lo up\n" + "".join(
+            f"addr add {a} dev lo\n" for a in ["192.0.2.1/24"] + srcs))
+        sh(["nsenter", "-t", pid, "-U", "-n", "env", f"XTABLES_LOCKFILE={lock}",
+            env.tool(what="-restore"), "--noflush"], input=USERNS_SECOND)
+        expect(listener.stdout.readline().strip() == "listening", "listener")
+        words = sh(inside + [PY, f"{HERE}/connect.py", *[f"--src={a}" for a in srcs],
+                             "--dst", "192.0.2.1", "--count", "2"]).stdout.split()
         second = proc.read(f"/proc/{pid}/net/ipt_smtplimit/second")
         expect(words == ["PR"] * 5, f"new sources of the second table: {words}")
         expect(all(second.rows.get(f"{a}/32", {}).get("denied") == 1 for a in srcs) and
@@ -1382,6 +1388,32 @@ def test_userns_caps(env):
                 with open(path, "w") as f:
                     f.write(old)
         poll(lambda: rmdir_when_empty(cg))
+
+
+def test_netns_cap_leaves_others_limiting(env):
+    """netns_max_entries 1,000, all of it taken by bans in one table: a
+    second table of the namespace still tracks new sources in its reserved
+    places (1000/64 = 15 of them) and limits them, each source's second
+    connection refused, where before they all went untracked."""
+    old = set_param("netns_max_entries", 1000)
+    try:
+        env.ipt("-A", "INPUT", "-p", "tcp", "--dport", "26", "--syn", "-m", "smtplimit",
+                "--smtplimit", "2/h", "--smtplimit-name", "full", "-j", "ACCEPT")
+        data = bans(0, 1000)
+        expect(env.write("full", data) == f"OK {len(data)}", "1,000 bans")
+        expect(env.write("full", bans(1, 1)).startswith("ERR"), "a ban past the cap")
+        limit_rules(env, "--smtplimit", "1/h", "--smtplimit-burst", "1", name="other")
+        srcs = [f"203.0.113.{80 + i}" for i in range(10)]
+        for a in srcs:
+            env.client_addr(a)
+        words = env.ns(env.cli, PY, f"{HERE}/connect.py", *[f"--src={a}" for a in srcs],
+                       "--dst", SRV4, "--count", "2").stdout.split()
+        other = env.proc("other")
+        expect(words == ["PR"] * 10, f"new sources of the other table: {words}")
+        expect(other.entries()[0] == 10 and other.count("untracked") == 0, other.header)
+        expect(env.proc("full").entries()[0] == 1000, env.proc("full").header)
+    finally:
+        set_param("netns_max_entries", old)
 
 
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
