@@ -301,12 +301,12 @@ static bool smtplimit_evict_entry(struct smtplimit_table *t,
 /*
  * Unhash, out of a sample of at least SMTPLIMIT_EVICT_SAMPLE entries from a
  * random run of buckets, the one whose bucket will be full soonest; banned
- * sources are never taken. Its place in the table and netns counts passes to
+ * sources are never taken. Its place in the table and shared counts passes to
  * the caller. Called under RCU.
  *
  * rhashtable keeps between 3/8 and 3/4 of an entry per bucket, so a few
  * dozen buckets give the sample. Until it has shrunk after the maximum was
- * lowered, or when the netns cap rather than the table's own maximum is
+ * lowered, or when a shared cap (netns, userns) rather than its own maximum is
  * reached, the table can be far sparser: the run is then long enough to
  * expect twice the sample, up to SMTPLIMIT_EVICT_BUCKETS buckets. During a
  * resize, entries move from the bucket table to its future one: the sample
