@@ -30,7 +30,9 @@
  * 10. a ban dropped by the sweep: down to a lowered maximum, bans that hold
  *    are evicted like any entry;
  * 11. an aborted restore that evicts: checkentry applies the new rule's
- *    maximum at once and evicts down to it, as destroy does.
+ *    maximum at once and evicts down to it, as destroy does;
+ * 14. the userns ceiling not applied: a table of a non-initial user
+ *    namespace keeps the htable-max its rules ask for.
  */
 #ifndef _SMTPLIMIT_MUTANT_H
 #define _SMTPLIMIT_MUTANT_H
@@ -38,8 +40,8 @@
 #ifndef SMTPLIMIT_MUTANT
 #define SMTPLIMIT_MUTANT 0
 #endif
-#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 11
-#error "SMTPLIMIT_MUTANT: no such mutant (0 to 11)"
+#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 14
+#error "SMTPLIMIT_MUTANT: no such mutant (0 to 14)"
 #endif
 
 #define SMTPLIMIT_MUTANT_IS(n) (SMTPLIMIT_MUTANT == (n))

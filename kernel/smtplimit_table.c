@@ -15,11 +15,14 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/inetdevice.h>
+#include <linux/memcontrol.h>
 #include <linux/percpu.h>
 #include <linux/proc_fs.h>
 #include <linux/random.h>
 #include <linux/sched.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
+#include <linux/user_namespace.h>
 #include <net/net_namespace.h>
 
 #include "smtplimit_table.h"
@@ -31,6 +34,9 @@
 #define SMTPLIMIT_EVICT_BUCKETS	4096	/* most buckets visited for them */
 #define SMTPLIMIT_PLACE_TRIES	3	/* evictions tried for one place */
 #define SMTPLIMIT_WALK_BATCH	1024	/* entries walked between reschedules */
+#define SMTPLIMIT_RESERVED	256	/* most places a table keeps past the
+					 * netns and userns caps
+					 */
 
 static struct kmem_cache *smtplimit_cache4 __read_mostly;
 static struct kmem_cache *smtplimit_cache6 __read_mostly;
@@ -83,10 +89,25 @@ void smtplimit_caches_destroy(void)
 	kmem_cache_destroy(smtplimit_cache4);
 }
 
+/*
+ * Entries of a table of a non-initial user namespace are charged to the
+ * memory cgroup of the process that created the table, whoever's packet or
+ * write makes them: in softirq there is no current task to charge, so the
+ * memcg saved at creation is made the active one around the allocation.
+ * The slab uncharges an entry when it is freed.
+ */
 struct smtplimit_entry *smtplimit_entry_alloc(const struct smtplimit_table *t,
 					      gfp_t gfp)
 {
-	return kmem_cache_alloc(smtplimit_cache(t), gfp);
+	struct smtplimit_entry *e;
+	struct mem_cgroup *old;
+
+	if (!t->memcg)
+		return kmem_cache_alloc(smtplimit_cache(t), gfp);
+	old = set_active_memcg(t->memcg);
+	e = kmem_cache_alloc(smtplimit_cache(t), gfp | __GFP_ACCOUNT);
+	set_active_memcg(old);
+	return e;
 }
 
 void smtplimit_entry_free_unused(const struct smtplimit_table *t,
@@ -280,12 +301,12 @@ static bool smtplimit_evict_entry(struct smtplimit_table *t,
 /*
  * Unhash, out of a sample of at least SMTPLIMIT_EVICT_SAMPLE entries from a
  * random run of buckets, the one whose bucket will be full soonest; banned
- * sources are never taken. Its place in the table and netns counts passes to
+ * sources are never taken. Its place in the table and shared counts passes to
  * the caller. Called under RCU.
  *
  * rhashtable keeps between 3/8 and 3/4 of an entry per bucket, so a few
  * dozen buckets give the sample. Until it has shrunk after the maximum was
- * lowered, or when the netns cap rather than the table's own maximum is
+ * lowered, or when a shared cap (netns, userns) rather than its own maximum is
  * reached, the table can be far sparser: the run is then long enough to
  * expect twice the sample, up to SMTPLIMIT_EVICT_BUCKETS buckets. During a
  * resize, entries move from the bucket table to its future one: the sample
@@ -328,26 +349,57 @@ static bool smtplimit_evict(struct smtplimit_table *t, u64 now)
 
 /* Places */
 
-/* Reserve a place below @limit; false if there is none. */
-static bool smtplimit_inc_below(atomic_t *v, unsigned int limit)
+/* Reserve a place below @limit: the count before, or -1 if there is none. */
+static int smtplimit_inc_below(atomic_t *v, unsigned int limit)
 {
 	int old = atomic_read(v);
 
 	do {
 		if ((unsigned int)old >= limit)
-			return false;
+			return -1;
 	} while (!atomic_try_cmpxchg(v, &old, old + 1));
-	return true;
+	return old;
 }
 
-/* Reserve a place in the table and netns counts, in both or neither. */
+/*
+ * The places a table has whatever the counts its cap shares with other
+ * tables (the netns's, and for a table of a non-initial user namespace the
+ * userns total): SMTPLIMIT_RESERVED, or a 64th of the smaller cap if less,
+ * so that one table filling a shared cap leaves every other table able to
+ * track new sources. Those places count in the shared caps too, which
+ * N tables can so exceed by at most N times this.
+ */
+static unsigned int smtplimit_reserved(const struct smtplimit_table *t)
+{
+	unsigned int cap = READ_ONCE(smtplimit_netns_max_entries);
+
+	if (t->userns)
+		cap = min(cap, READ_ONCE(smtplimit_userns_total_entries));
+	return min(cap / 64, (unsigned int)SMTPLIMIT_RESERVED);
+}
+
+/* Reserve a place in the table count and the shared ones, in all or none. */
 static bool smtplimit_place_take_free(struct smtplimit_table *t)
 {
-	if (!smtplimit_inc_below(&t->count, READ_ONCE(t->max)))
+	int old = smtplimit_inc_below(&t->count, READ_ONCE(t->max));
+
+	if (old < 0)
 		return false;
-	if (smtplimit_inc_below(&t->sn->entries,
-				READ_ONCE(smtplimit_netns_max_entries)))
+	if ((unsigned int)old < smtplimit_reserved(t)) {
+		atomic_inc(&t->sn->entries);
+		if (t->userns)
+			atomic_inc(&smtplimit_userns_entries);
 		return true;
+	}
+	if (smtplimit_inc_below(&t->sn->entries,
+				READ_ONCE(smtplimit_netns_max_entries)) < 0)
+		goto no_place;
+	if (!t->userns ||
+	    smtplimit_inc_below(&smtplimit_userns_entries,
+				READ_ONCE(smtplimit_userns_total_entries)) >= 0)
+		return true;
+	atomic_dec(&t->sn->entries);
+no_place:
 	atomic_dec(&t->count);
 	return false;
 }
@@ -356,6 +408,8 @@ void smtplimit_place_release(struct smtplimit_table *t)
 {
 	atomic_dec(&t->count);
 	atomic_dec(&t->sn->entries);
+	if (t->userns)
+		atomic_dec(&smtplimit_userns_entries);
 }
 
 /*
@@ -435,24 +489,32 @@ static bool smtplimit_places_count_visit(struct smtplimit_table *t,
 
 /*
  * Whether @need places can be had without evicting a ban: free ones, then
- * entries no ban holds (each frees a place in the table and the netns
+ * entries no ban holds (each frees a place in the table and the shared
  * counts alike). Asked before anything is evicted, so that a write refused
  * with -ENOSPC has evicted nothing. Writers to a table are serialised and a
  * packet only trades an entry no ban holds for another, so the answer holds
  * while places are taken unless the maximum is lowered meanwhile, another
- * table of the netns takes the last of its cap, or a resize shows the walk
+ * table takes the last of a shared cap, or a resize shows the walk
  * an entry twice. Called without RCU held.
  */
 bool smtplimit_places_available(struct smtplimit_table *t,
 				unsigned int need, u64 now)
 {
-	int table = READ_ONCE(t->max) - atomic_read(&t->count);
-	int netns = READ_ONCE(smtplimit_netns_max_entries) -
-		    atomic_read(&t->sn->entries);
+	int count = atomic_read(&t->count);
+	int table = READ_ONCE(t->max) - count;
+	int shared = READ_ONCE(smtplimit_netns_max_entries) -
+		     atomic_read(&t->sn->entries);
+	int reserved = (int)smtplimit_reserved(t) - count;
 	struct smtplimit_places_count pc = {
 		.now = now, .tolerance = READ_ONCE(t->tolerance), .need = need,
-		.found = max(min(table, netns), 0),
 	};
+
+	if (t->userns)
+		shared = min_t(int, shared,
+			       READ_ONCE(smtplimit_userns_total_entries) -
+			       atomic_read(&smtplimit_userns_entries));
+	/* Reserved places count in the shared caps: the larger of the two. */
+	pc.found = max(min(table, max(shared, reserved)), 0);
 
 	if (pc.found < need)
 		smtplimit_walk(t, smtplimit_places_count_visit, &pc);
@@ -470,7 +532,7 @@ smtplimit_entry_create(struct smtplimit_table *t,
 {
 	struct smtplimit_entry *e;
 
-	e = kmem_cache_alloc(smtplimit_cache(t), GFP_ATOMIC | __GFP_NOWARN);
+	e = smtplimit_entry_alloc(t, GFP_ATOMIC | __GFP_NOWARN);
 	if (!e)
 		return NULL;
 	if (!smtplimit_place_take(t, now)) {
@@ -728,6 +790,9 @@ void smtplimit_table_follow_rules(struct smtplimit_table *t, bool may_lower)
 				       node)->max;
 		may_lower = true;
 	}
+	/* Clamped, not refused: a host's ruleset loads in a container too. */
+	if (t->userns && !SMTPLIMIT_MUTANT_IS(14))
+		most = min(most, READ_ONCE(smtplimit_userns_max_entries));
 	spin_lock_bh(&t->rule_lock);
 	t->rate = rule->rate;
 	t->bucket = rule->bucket;
@@ -773,6 +838,9 @@ smtplimit_table_create(struct smtplimit_net *sn, struct net *net, u8 family,
 	spin_lock_init(&t->rule_lock);
 	t->sn = sn;
 	t->net = net;
+	t->userns = net->user_ns != &init_user_ns;
+	if (t->userns)
+		t->memcg = get_mem_cgroup_from_mm(current->mm);
 	t->family = family;
 	t->srcmask = info->srcmask;
 	smtplimit_prefix_mask(info->srcmask, family == NFPROTO_IPV4 ? 1 : 4,
@@ -793,6 +861,7 @@ smtplimit_table_create(struct smtplimit_net *sn, struct net *net, u8 family,
 	return t;
 
 destroy_ht:
+	mem_cgroup_put(t->memcg);
 	rhashtable_destroy(&t->ht);
 free_stats:
 	free_percpu(t->stats);
@@ -821,9 +890,12 @@ void smtplimit_table_destroy(struct smtplimit_table *t)
 		remove_proc_entry(t->name, dir);
 	cancel_delayed_work_sync(&t->gc_work);
 	atomic_sub(atomic_read(&t->count), &t->sn->entries);
+	if (t->userns)
+		atomic_sub(atomic_read(&t->count), &smtplimit_userns_entries);
 	rhashtable_free_and_destroy(&t->ht, smtplimit_entry_free_at_destroy,
 				    smtplimit_cache(t));
 	free_percpu(t->stats);
+	mem_cgroup_put(t->memcg);
 	mutex_destroy(&t->write_mutex);
 	kfree(t);
 }

@@ -21,8 +21,10 @@
  *   a proc reader sees the two of one rule.
  * - smtplimit_table.write_mutex serialises the table's proc writes.
  * - A place is one unit of smtplimit_table.count and of
- *   smtplimit_net.entries, both atomic: it is reserved in both or neither
- *   before an entry is inserted, and given back in both when one is unhashed.
+ *   smtplimit_net.entries, both atomic, and in a table of a non-initial
+ *   user namespace (smtplimit_table.userns) of smtplimit_userns_entries
+ *   too: it is reserved in all or none before an entry is inserted, and
+ *   given back in all when one is unhashed.
  */
 #ifndef _SMTPLIMIT_TABLE_H
 #define _SMTPLIMIT_TABLE_H
@@ -104,6 +106,13 @@ struct smtplimit_table {
 	struct proc_dir_entry *pde;
 	struct delayed_work gc_work;
 	struct smtplimit_stats __percpu *stats;
+	struct mem_cgroup *memcg;	/* its creator's, charged for entries;
+					 * NULL in the initial user namespace
+					 */
+	bool userns;			/* of a non-initial user namespace:
+					 * userns_max_entries and the
+					 * userns_total_entries cap apply
+					 */
 	struct mutex write_mutex;	/* one proc write at a time */
 	atomic_t count;			/* entries, full ones not yet collected too */
 	u32 max;			/* most entries: the largest of the
@@ -152,6 +161,10 @@ struct smtplimit_sweep {
 extern struct smtplimit_clock smtplimit_clock;
 /* Module-wide, in xt_smtplimit.c: the netns_max_entries parameter. */
 extern unsigned int smtplimit_netns_max_entries;
+/* Module-wide, in xt_smtplimit.c: the caps of non-initial user namespaces. */
+extern unsigned int smtplimit_userns_max_entries;
+extern unsigned int smtplimit_userns_total_entries;
+extern atomic_t smtplimit_userns_entries;	/* places taken under the latter */
 /* In smtplimit_proc.c: the operations of each table's proc file. */
 extern const struct proc_ops smtplimit_proc_ops;
 
@@ -184,7 +197,7 @@ void smtplimit_walk(struct smtplimit_table *t,
 				  struct smtplimit_entry *e, void *arg),
 		    void *arg);
 
-/* An entry's memory for table @t, with no place taken for it yet. */
+/* An entry's memory for table @t, charged to its memcg, with no place yet. */
 struct smtplimit_entry *smtplimit_entry_alloc(const struct smtplimit_table *t,
 					      gfp_t gfp);
 /* Free an entry from smtplimit_entry_alloc() that was never inserted. */

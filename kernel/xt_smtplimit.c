@@ -22,6 +22,7 @@
 
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/percpu.h>
@@ -51,6 +52,26 @@ unsigned int smtplimit_netns_max_entries __read_mostly = 4194304;
 module_param_named(netns_max_entries, smtplimit_netns_max_entries, uint, 0644);
 MODULE_PARM_DESC(netns_max_entries,
 		 "most sources tracked by all tables of one network namespace together (default 4194304)");
+
+/*
+ * The tables of network namespaces owned by a user namespace other than the
+ * initial one: any local user can create those, as many as it likes.
+ */
+unsigned int smtplimit_userns_max_entries __read_mostly = 65536;
+module_param_named(userns_max_entries, smtplimit_userns_max_entries, uint,
+		   0644);
+MODULE_PARM_DESC(userns_max_entries,
+		 "most sources one table of a non-initial user namespace tracks: a larger htable-max is clamped to it (default 65536)");
+
+/* 0 at load: sized from RAM by smtplimit_userns_total_init(). */
+unsigned int smtplimit_userns_total_entries __read_mostly;
+module_param_named(userns_total_entries, smtplimit_userns_total_entries, uint,
+		   0644);
+MODULE_PARM_DESC(userns_total_entries,
+		 "most sources tracked by all tables of non-initial user namespaces together (default: one per 8 KiB of RAM)");
+
+/* Places taken in the tables of non-initial user namespaces. */
+atomic_t smtplimit_userns_entries = ATOMIC_INIT(0);
 
 /* Set at load from HZ: the units of every TAT. */
 struct smtplimit_clock smtplimit_clock __read_mostly;
@@ -341,6 +362,19 @@ static struct pernet_operations smtplimit_net_ops = {
 	.size	= sizeof(struct smtplimit_net),
 };
 
+/*
+ * One entry per 8 KiB of RAM: at 128 B an entry at most (its slab object
+ * and its share of the bucket array), a 64th of RAM; 131072 entries on
+ * 1 GiB, 3145728 on 24 GiB.
+ */
+static void __init smtplimit_userns_total_init(void)
+{
+	u64 entries = ((u64)totalram_pages() << PAGE_SHIFT) >> 13;
+
+	if (!smtplimit_userns_total_entries)
+		smtplimit_userns_total_entries = min_t(u64, entries, INT_MAX);
+}
+
 static int __init smtplimit_mt_init(void)
 {
 	int err;
@@ -349,6 +383,7 @@ static int __init smtplimit_mt_init(void)
 		pr_warn("built with mutant %d, for tests only\n",
 			SMTPLIMIT_MUTANT);
 	smtplimit_clock_init(&smtplimit_clock, HZ);
+	smtplimit_userns_total_init();
 
 	err = smtplimit_caches_create();
 	if (err)

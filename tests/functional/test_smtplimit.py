@@ -21,7 +21,7 @@ import sys
 import time
 import traceback
 
-from lib import gcra, proc
+from lib import gcra, memstat, proc
 from lib.netns import SRV4, SRV6
 from lib.run import sh
 from lib.traffic import PY, Smtp
@@ -1300,6 +1300,202 @@ def test_nft_flush_ruleset_reload(env):
         expect(env.proc("smtp_limit").rows["192.0.2.212/32"]["denied"] == 2,
                "flush ruleset changed iptables-legacy's table")
         expect(env.connect("192.0.2.212") == "T", "attacker after flush ruleset")
+# Tables of non-initial user namespaces: their caps, their memory cgroup,
+# and the places each table keeps when a shared cap is full.
+
+PARAMS = "/sys/module/xt_smtplimit/parameters/"
+CGROUP = "/sys/fs/cgroup"
+# As the namespace's root (uid 65534 outside): the rule of the table
+# "flood" asking for the largest maximum (on a port the test sends nothing
+# to: the table is filled through bans).
+USERNS_SETUP = """
+"$0" -A INPUT -p tcp --dport 26 --syn -m smtplimit --smtplimit 2/h \
+    --smtplimit-name flood --smtplimit-htable-max 16777216 -j ACCEPT &&
+echo ready && exec sleep 3600
+"""
+# The second table of the flooded namespace: 1/hour, burst 1, a reset beyond.
+USERNS_SECOND = """*filter
+-A INPUT -p tcp --dport 25 --syn -m smtplimit --smtplimit 1/h --smtplimit-burst 1 \
+--smtplimit-name second -j ACCEPT
+-A INPUT -p tcp --dport 25 --syn -j REJECT --reject-with tcp-reset
+COMMIT
+"""
+# Outside the namespace, in the cgroup $0; every exec keeps the pid.
+USERNS_SPAWN = ('echo $$ >"$0/cgroup.procs" && exec setpriv --reuid 65534 '
+                '--regid 65534 --clear-groups unshare --user --map-root-user '
+                '--net sh -c "$1" "$2"')
+
+
+def set_param(name, value):
+    """Set the module parameter @name: its value before."""
+    with open(PARAMS + name) as f:
+        old = f.read().strip()
+    with open(PARAMS + name, "w") as f:
+        f.write(str(value))
+    return old
+
+
+def set_sysctl(path, at_least):
+    """Raise the sysctl at @path to @at_least if lower: the value to put
+    back, or None."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        old = f.read().strip()
+    if int(old) >= at_least:
+        return None
+    with open(path, "w") as f:
+        f.write(str(at_least))
+    return old
+
+
+def memory_cgroup(name):
+    """The path of a cgroup v2 @name with the memory controller, mounting
+    the hierarchy if the guest has not."""
+    if not os.path.exists(f"{CGROUP}/cgroup.controllers"):
+        sh(["mount", "-t", "cgroup2", "cgroup2", CGROUP])
+    with open(f"{CGROUP}/cgroup.controllers") as f:
+        expect("memory" in f.read().split(), "no memory cgroup controller")
+    with open(f"{CGROUP}/cgroup.subtree_control", "w") as f:
+        f.write("+memory")
+    os.makedirs(f"{CGROUP}/{name}", exist_ok=True)
+    return f"{CGROUP}/{name}"
+
+
+def cgroup_slab(path):
+    """Bytes of slab charged to the cgroup at @path."""
+    with open(f"{path}/memory.stat") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("slab "))
+
+
+def rmdir_when_empty(path):
+    """Remove the directory (a cgroup) at @path: whether it is gone."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
+
+
+def userns_spawn(tool, cgroup, lockfile):
+    """A user and network namespace made by uid 65534 from cgroup @cgroup,
+    with the rule of USERNS_SETUP added with @tool: its process, whose pid
+    names the namespaces (/proc/PID/net, nsenter -t PID), once userns_ready()."""
+    return subprocess.Popen(["sh", "-c", USERNS_SPAWN, cgroup, USERNS_SETUP, tool],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, XTABLES_LOCKFILE=lockfile))
+
+
+def userns_ready(p):
+    if p.stdout.readline().strip() != "ready":
+        p.kill()
+        raise AssertionError(f"unprivileged namespace: {p.communicate()[1].strip()}")
+
+
+def test_userns_caps(env):
+    """As uid 65534, 20 user+net namespaces each ask htable-max 16,777,216:
+    each table's maximum is userns_max_entries (65,536). With
+    userns_total_entries set to 16,384 so that it binds, bans written to one
+    table stop at that total across all 20, within 128 B a source of kernel
+    memory and charged to the creators' memory cgroup; then another
+    namespace's table and a second table of the flooded one still track
+    new sources in their reserved places (256 each), and the second limits
+    them: each source's second connection is refused."""
+    cap, n = 16384, 20
+    restore = [(p, set_sysctl(p, v)) for p, v in
+               (("/proc/sys/kernel/unprivileged_userns_clone", 1),
+                ("/proc/sys/user/max_user_namespaces", 1000))]
+    old_cap = set_param("userns_total_entries", cap)
+    lock = f"/tmp/xtables-userns-{os.getpid()}.lock"
+    cg = memory_cgroup("xt-userns")
+    procs, listener = [], None
+    try:
+        # Made side by side: their setup is most of the test's time.
+        procs = [userns_spawn(env.tool(), cg, lock) for _ in range(n)]
+        for p in procs:
+            userns_ready(p)
+        paths = [f"/proc/{p.pid}/net/ipt_smtplimit/flood" for p in procs]
+        maxima = {proc.entries(proc.read_header(x))[1] for x in paths}
+        expect(maxima == {65536}, f"maxima {maxima}, not the userns ceiling 65536")
+
+        mem0, slab0 = memstat.meminfo()[0], cgroup_slab(cg)
+        lines = bans(0, cap + 100).splitlines(keepends=True)
+        got = [proc.write(paths[0], "".join(lines[i:i + 4096]).encode())[0]
+               for i in range(0, len(lines), 4096)]
+        expect(got == [True] * 4 + [False], f"writes of 4,096 bans accepted: {got}")
+        counts = [proc.entries(proc.read_header(x))[0] for x in paths]
+        mem = memstat.meminfo()[0] - mem0
+        slab = poll(lambda: cgroup_slab(cg) - slab0 >= cap * 32 and
+                    cgroup_slab(cg) - slab0) or cgroup_slab(cg) - slab0
+        print(f"#   {sum(counts)} sources tracked (flooded table {counts[0]}), "
+              f"kernel memory +{mem // 1024} kB, charged to the cgroup +{slab // 1024} kB")
+        expect(counts == [cap] + [0] * (n - 1), f"tracked at the cap {cap}: {counts}")
+        expect(mem <= cap * 128 + (1 << 20), f"{mem} bytes for {cap} sources")
+        expect(slab >= cap * 32, f"{slab} bytes of slab charged for {cap} sources")
+
+        # Past the shared cap, a table's first 256 places are still its own.
+        expect(proc.write(paths[1], bans(1, 10).encode())[0],
+               "bans in another namespace at the cap")
+        pid = str(procs[0].pid)
+        inside = ["nsenter", "-t", pid, "-n"]
+        listener = subprocess.Popen(inside + [PY, f"{HERE}/listener.py"],
+                                    stdout=subprocess.PIPE, text=True)
+        srcs = [f"192.0.2.{10 + i}" for i in range(5)]
+        sh(inside + ["ip", "-batch", "-"], input="link set lo up\n" + "".join(
+            f"addr add {a} dev lo\n" for a in ["192.0.2.1/24"] + srcs))
+        sh(["nsenter", "-t", pid, "-U", "-n", "env", f"XTABLES_LOCKFILE={lock}",
+            env.tool(what="-restore"), "--noflush"], input=USERNS_SECOND)
+        expect(listener.stdout.readline().strip() == "listening", "listener")
+        words = sh(inside + [PY, f"{HERE}/connect.py", *[f"--src={a}" for a in srcs],
+                             "--dst", "192.0.2.1", "--count", "2"]).stdout.split()
+        second = proc.read(f"/proc/{pid}/net/ipt_smtplimit/second")
+        expect(words == ["PR"] * 5, f"new sources of the second table: {words}")
+        expect(all(second.rows.get(f"{a}/32", {}).get("denied") == 1 for a in srcs) and
+               second.count("untracked") == 0, f"second table: {second.header} "
+               f"{sorted(second.rows)}")
+        total = sum(proc.entries(proc.read_header(x))[0] for x in paths) + 5
+        expect(total <= cap + 256 * (n + 1), f"{total} tracked in all")
+    finally:
+        if listener:
+            listener.kill()
+            listener.wait()
+        for p in procs:
+            p.kill()
+            p.wait()
+        set_param("userns_total_entries", old_cap)
+        for path, old in restore:
+            if old is not None:
+                with open(path, "w") as f:
+                    f.write(old)
+        poll(lambda: rmdir_when_empty(cg))
+
+
+def test_netns_cap_leaves_others_limiting(env):
+    """netns_max_entries 1,000, all of it taken by bans in one table: a
+    second table of the namespace still tracks new sources in its reserved
+    places (1000/64 = 15 of them) and limits them, each source's second
+    connection refused, where before they all went untracked."""
+    old = set_param("netns_max_entries", 1000)
+    try:
+        env.ipt("-A", "INPUT", "-p", "tcp", "--dport", "26", "--syn", "-m", "smtplimit",
+                "--smtplimit", "2/h", "--smtplimit-name", "full", "-j", "ACCEPT")
+        data = bans(0, 1000)
+        expect(env.write("full", data) == f"OK {len(data)}", "1,000 bans")
+        expect(env.write("full", bans(1, 1)).startswith("ERR"), "a ban past the cap")
+        limit_rules(env, "--smtplimit", "1/h", "--smtplimit-burst", "1", name="other")
+        srcs = [f"203.0.113.{80 + i}" for i in range(10)]
+        for a in srcs:
+            env.client_addr(a)
+        words = env.ns(env.cli, PY, f"{HERE}/connect.py", *[f"--src={a}" for a in srcs],
+                       "--dst", SRV4, "--count", "2").stdout.split()
+        other = env.proc("other")
+        expect(words == ["PR"] * 10, f"new sources of the other table: {words}")
+        expect(other.entries()[0] == 10 and other.count("untracked") == 0, other.header)
+        expect(env.proc("full").entries()[0] == 1000, env.proc("full").header)
+    finally:
+        set_param("netns_max_entries", old)
 
 
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
