@@ -1300,6 +1300,8 @@ def test_nft_flush_ruleset_reload(env):
         expect(env.proc("smtp_limit").rows["192.0.2.212/32"]["denied"] == 2,
                "flush ruleset changed iptables-legacy's table")
         expect(env.connect("192.0.2.212") == "T", "attacker after flush ruleset")
+
+
 # Tables of non-initial user namespaces: their caps, their memory cgroup,
 # and the places each table keeps when a shared cap is full.
 
