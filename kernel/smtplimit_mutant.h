@@ -31,6 +31,10 @@
  *    are evicted like any entry;
  * 11. an aborted restore that evicts: checkentry applies the new rule's
  *    maximum at once and evicts down to it, as destroy does;
+ * 12. ">ADDR S" shortening a ban: it sets the ban to S even when a longer
+ *    one is there;
+ * 13. a transaction applied at close: a proc file closed after "{" without
+ *    "}" applies the commands held instead of dropping them.
  * 14. the userns ceiling not applied: a table of a non-initial user
  *    namespace keeps the htable-max its rules ask for.
  */
