@@ -24,9 +24,13 @@ XTLIBDIR ?= $(shell pkg-config --variable=xtlibdir xtables 2>/dev/null || echo /
 SHARED_SRC := kernel/smtplimit_rate.c userspace/smtplimit_parse.c
 SHARED_HDR := kernel/smtplimit_rate.h userspace/smtplimit_parse.h \
 	      include/uapi/linux/netfilter/xt_smtplimit.h
+# The proc write's line syntax: the module, the admin command, a unit test.
+CMD_SRC := kernel/smtplimit_cmd.c
+CMD_HDR := kernel/smtplimit_cmd.h include/uapi/linux/netfilter/xt_smtplimit.h
 PLUGIN := userspace/libxt_smtplimit.so
 MANPAGE := userspace/xt_smtplimit.8
 UNIT := tests/unit/test_rate
+UNIT_CMD := tests/unit/test_cmd
 
 VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
 DKMS_SRC := /usr/src/xt_smtplimit-$(VERSION)
@@ -36,6 +40,7 @@ DKMS_FILES := dkms.conf Kbuild LICENSE kernel/xt_smtplimit.c \
 	      kernel/smtplimit_mutant.h \
 	      kernel/smtplimit_proc.c kernel/smtplimit_rate.c \
 	      kernel/smtplimit_rate.h kernel/compat.h \
+	      kernel/smtplimit_cmd.c kernel/smtplimit_cmd.h \
 	      include/uapi/linux/netfilter/xt_smtplimit.h
 
 .PHONY: all module plugin unit check demo install uninstall clean deps lint \
@@ -69,10 +74,14 @@ $(PLUGIN): userspace/libxt_smtplimit.c $(SHARED_SRC) $(SHARED_HDR)
 $(UNIT): tests/unit/test_rate.c $(SHARED_SRC) $(SHARED_HDR)
 	$(CC) $(CFLAGS) $(WARN) -Iinclude/uapi -o $@ tests/unit/test_rate.c $(SHARED_SRC)
 
-# The rate arithmetic (C), the tests' GCRA oracle and the bench report
-# (Python, on bench/results.json).
-unit: $(UNIT)
+$(UNIT_CMD): tests/unit/test_cmd.c $(CMD_SRC) $(CMD_HDR)
+	$(CC) $(CFLAGS) $(WARN) -Iinclude/uapi -o $@ tests/unit/test_cmd.c $(CMD_SRC)
+
+# The rate arithmetic and the proc write's syntax (C), the tests' GCRA
+# oracle and the bench report (Python, on bench/results.json).
+unit: $(UNIT) $(UNIT_CMD)
 	$(UNIT)
+	$(UNIT_CMD)
 	PYTHONPATH=tests python3 tests/unit/test_gcra.py
 	PYTHONPATH=tests python3 tests/unit/test_benchreport.py
 
@@ -159,7 +168,7 @@ uninstall:
 
 clean:
 	-$(MAKE) -C $(KDIR) M=$(CURDIR) clean 2>/dev/null
-	rm -f $(PLUGIN) $(MANPAGE) $(UNIT) $(SEND6)
+	rm -f $(PLUGIN) $(MANPAGE) $(UNIT) $(UNIT_CMD) $(SEND6)
 	-$(MAKE) -C tests/fuzz clean
 
 # Debian packages xt-smtplimit-dkms and iptables-smtplimit (debian/), built in

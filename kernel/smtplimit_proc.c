@@ -16,7 +16,6 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/capability.h>
-#include <linux/ctype.h>
 #include <linux/inet.h>
 #include <linux/kernel.h>
 #include <linux/mm.h>
@@ -30,6 +29,7 @@
 #include <net/net_namespace.h>
 
 #include "compat.h"
+#include "smtplimit_cmd.h"
 #include "smtplimit_table.h"
 
 /* The read */
@@ -284,15 +284,6 @@ static int smtplimit_proc_open(struct inode *inode, struct file *file)
 	return 0;
 }
 
-static bool smtplimit_blank(const char *p, size_t len)
-{
-	while (len && isspace(*p)) {
-		p++;
-		len--;
-	}
-	return !len;
-}
-
 /*
  * proc_ops has no flush, so an error at close would reach no one: a line
  * still without its newline is dropped, counted and logged.
@@ -303,7 +294,7 @@ static int smtplimit_proc_release(struct inode *inode, struct file *file)
 	struct smtplimit_seq *s = m->private;
 	struct smtplimit_table *t = s->table;
 
-	if (!smtplimit_blank(s->tail, s->tail_len)) {
+	if (!smtplimit_cmd_blank(s->tail, s->tail_len)) {
 		this_cpu_inc(t->stats->cut);
 		pr_warn_ratelimited("%s_smtplimit/%s: a write's last line had no newline at close, dropped: \"%*pE\"\n",
 				    smtplimit_is_ipv4(t) ? "ipt" : "ip6t",
@@ -317,108 +308,33 @@ static int smtplimit_proc_release(struct inode *inode, struct file *file)
 /* The write: parsing */
 
 /*
- * One command a line, "-ADDR[/LEN]" forgets the sources within
- * a prefix, "+ADDR[ SECONDS]" bans one, "/" flushes the table. A write is
- * parsed, validated and given its memory before anything is applied.
+ * One command a line, in the syntax of smtplimit_cmd.h (its one home, shared
+ * with the admin command). A write is parsed, validated and given its
+ * memory before anything is applied.
  */
-
-enum smtplimit_op {
-	SMTPLIMIT_FORGET,
-	SMTPLIMIT_BAN,
-	SMTPLIMIT_FLUSH,
-};
-
-struct smtplimit_cmd {
-	union smtplimit_addr addr;	/* as written, host bits too */
-	u32 seconds;			/* of a ban; 0: just empty the bucket */
-	u8 op;				/* enum smtplimit_op */
-	u8 len;				/* prefix length of a forget */
-};
-
-/*
- * in4_pton() and in6_pton() take more than inet_pton(3) does: leading zeros
- * in a dotted part ("192.0.2.010", which inet_aton(3) reads as octal, so as
- * 192.0.2.8) and hex groups of more than four digits ("02001:db8::1"). Refuse
- * both, so that an address written here means what it means to every other
- * tool. Each run of digits is decimal if a dot touches it, else hex.
- */
-static bool smtplimit_addr_as_inet_pton(const char *p, size_t len)
-{
-	size_t i, start;
-
-	for (i = 0; i < len; i = start + 1) {
-		for (start = i; start < len && isxdigit(p[start]); start++)
-			;
-		if (start == i)
-			continue;
-		if ((i > 0 && p[i - 1] == '.') || (start < len && p[start] == '.')) {
-			if (p[i] == '0' && start - i > 1)
-				return false;
-		} else if (start - i > 4) {
-			return false;
-		}
-	}
-	return true;
-}
-
-static int smtplimit_parse_cmd(const struct smtplimit_table *t,
-			       const char *line, struct smtplimit_cmd *cmd)
-{
-	unsigned int width = smtplimit_is_ipv4(t) ? 32 : 128;
-	const char *p = line + 1, *end;
-	size_t len;
-	int ok;
-
-	memset(cmd, 0, sizeof(*cmd));
-	if (strcmp(line, "/") == 0) {
-		cmd->op = SMTPLIMIT_FLUSH;
-		return 0;
-	}
-	if (line[0] == '-')
-		cmd->op = SMTPLIMIT_FORGET;
-	else if (line[0] == '+')
-		cmd->op = SMTPLIMIT_BAN;
-	else
-		return -EINVAL;
-
-	len = strcspn(p, cmd->op == SMTPLIMIT_FORGET ? "/" : " ");
-	if (smtplimit_is_ipv4(t))
-		ok = in4_pton(p, len, (u8 *)&cmd->addr.ip, -1, &end);
-	else
-		ok = in6_pton(p, len, cmd->addr.ip6.s6_addr, -1, &end);
-	if (!ok || end != p + len || !smtplimit_addr_as_inet_pton(p, len))
-		return -EINVAL;
-	p += len;
-	cmd->len = width;
-	if (*p == '\0')
-		return 0;
-	/* One separator, then digits only: kstrto*() would take "+" too. */
-	if (!isdigit(p[1]))
-		return -EINVAL;
-	if (cmd->op == SMTPLIMIT_FORGET)
-		return kstrtou8(p + 1, 10, &cmd->len) || cmd->len > width ?
-		       -EINVAL : 0;
-	if (kstrtou32(p + 1, 10, &cmd->seconds) || !cmd->seconds ||
-	    cmd->seconds > XT_SMTPLIMIT_BAN_MAX)
-		return -EINVAL;
-	return 0;
-}
 
 /* Split @buf (NUL-ended, no other NUL) into commands; -EINVAL on any bad line. */
 static int smtplimit_parse_write(const struct smtplimit_table *t, char *buf,
 				 struct smtplimit_cmd *cmds, unsigned int *n)
 {
 	char *line, *next;
+	const char *why;
+	size_t len;
 
 	*n = 0;
 	for (line = buf; line; line = next) {
 		next = strchr(line, '\n');
+		len = next ? next - line : strlen(line);
 		if (next)
-			*next++ = '\0';
-		if (!*skip_spaces(line))
+			next++;
+		if (smtplimit_cmd_blank(line, len))
 			continue;
-		if (strlen(line) > XT_SMTPLIMIT_LINE_MAX ||
-		    smtplimit_parse_cmd(t, line, &cmds[*n]))
+		if (smtplimit_cmd_parse(smtplimit_is_ipv4(t), line, len,
+					&cmds[*n], &why))
+			return -EINVAL;
+		/* Not yet applied by this module: refused as any bad line. */
+		if (cmds[*n].op != SMTPLIMIT_FORGET &&
+		    cmds[*n].op != SMTPLIMIT_BAN && cmds[*n].op != SMTPLIMIT_FLUSH)
 			return -EINVAL;
 		(*n)++;
 	}
@@ -430,10 +346,12 @@ static void smtplimit_cmd_key(const struct smtplimit_table *t,
 			      const struct smtplimit_cmd *cmd,
 			      union smtplimit_addr *key)
 {
+	union smtplimit_addr addr = {};
 	unsigned int i;
 
+	memcpy(&addr, cmd->addr, sizeof(cmd->addr));
 	for (i = 0; i < (smtplimit_is_ipv4(t) ? 1 : 4); i++)
-		key->ip6.s6_addr32[i] = cmd->addr.ip6.s6_addr32[i] &
+		key->ip6.s6_addr32[i] = addr.ip6.s6_addr32[i] &
 					t->mask.ip6.s6_addr32[i];
 }
 
@@ -463,9 +381,9 @@ static unsigned int smtplimit_apply_forget(struct smtplimit_table *t,
 		return killed;
 	}
 	smtplimit_prefix_mask(cmd->len, 4, mask.ip6.s6_addr32);
+	memcpy(&key, cmd->addr, sizeof(cmd->addr));
 	for (i = 0; i < 4; i++)
-		key.ip6.s6_addr32[i] = cmd->addr.ip6.s6_addr32[i] &
-				       mask.ip6.s6_addr32[i];
+		key.ip6.s6_addr32[i] &= mask.ip6.s6_addr32[i];
 	return smtplimit_sweep(t, &within);
 }
 
@@ -481,9 +399,10 @@ static int smtplimit_apply_ban(struct smtplimit_table *t,
 			       struct smtplimit_entry **spare,
 			       unsigned int *places)
 {
-	u64 tat = smtplimit_ban(now, bucket, &smtplimit_clock, cmd->seconds);
+	u64 tat = smtplimit_ban(now, bucket, &smtplimit_clock,
+				div_u64(cmd->ms, 1000));
 	struct smtplimit_entry *e, *fresh;
-	bool banned = cmd->seconds != 0;
+	bool banned = cmd->ms != 0;
 	union smtplimit_addr key;
 	bool done = false;
 
@@ -655,7 +574,7 @@ static ssize_t smtplimit_write_lines(struct smtplimit_table *t,
 	if (SMTPLIMIT_MUTANT_IS(9))
 		end = len;
 	if (len - end > XT_SMTPLIMIT_LINE_MAX &&
-	    !smtplimit_blank(buf + end, len - end))
+	    !smtplimit_cmd_blank(buf + end, len - end))
 		goto out;
 	s->tail_len = min_t(size_t, len - end, XT_SMTPLIMIT_LINE_MAX);
 	memcpy(s->tail, buf + end, s->tail_len);
