@@ -196,7 +196,6 @@ static int smtplimit_parse_ms(const char **p, const char *end, bool fraction,
 {
 	const __u64 max = (__u64)XT_SMTPLIMIT_BAN_MAX * 1000;
 	const char *s = *p;
-	unsigned int i;
 	__u64 secs;
 
 	if (s == end || (*s == ' ' && s + 1 == end)) {
@@ -211,7 +210,7 @@ static int smtplimit_parse_ms(const char **p, const char *end, bool fraction,
 	*ms = secs * 1000;
 	if (fraction && s < end && *s == '.' && s + 1 < end &&
 	    smtplimit_is_digit(s[1])) {
-		unsigned int scale = 100;
+		unsigned int i, scale = 100;
 
 		s++;
 		for (i = 0; i < 3 && s < end && smtplimit_is_digit(*s); i++) {

@@ -30,7 +30,11 @@
  * 10. a ban dropped by the sweep: down to a lowered maximum, bans that hold
  *    are evicted like any entry;
  * 11. an aborted restore that evicts: checkentry applies the new rule's
- *    maximum at once and evicts down to it, as destroy does.
+ *    maximum at once and evicts down to it, as destroy does;
+ * 12. ">ADDR S" shortening a ban: it sets the ban to S even when a longer
+ *    one is there;
+ * 13. a transaction applied at close: a proc file closed after "{" without
+ *    "}" applies the commands held instead of dropping them.
  */
 #ifndef _SMTPLIMIT_MUTANT_H
 #define _SMTPLIMIT_MUTANT_H
@@ -38,8 +42,8 @@
 #ifndef SMTPLIMIT_MUTANT
 #define SMTPLIMIT_MUTANT 0
 #endif
-#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 11
-#error "SMTPLIMIT_MUTANT: no such mutant (0 to 11)"
+#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 13
+#error "SMTPLIMIT_MUTANT: no such mutant (0 to 13)"
 #endif
 
 #define SMTPLIMIT_MUTANT_IS(n) (SMTPLIMIT_MUTANT == (n))

@@ -57,6 +57,7 @@ struct smtplimit_row {
 	u64 tat;
 	u32 passed;
 	u32 denied;
+	bool ban;			/* a ban holds it */
 };
 
 struct smtplimit_seq {
@@ -73,6 +74,11 @@ struct smtplimit_seq {
 	bool refused;			/* a write was refused: no more */
 	u8 tail_len;
 	char tail[XT_SMTPLIMIT_LINE_MAX];	/* the unterminated last line */
+	bool in_txn;			/* after "{", before "}" */
+	bool txn_seen;			/* cmds hold a transaction's */
+	struct smtplimit_cmd *cmds;	/* the unit being parsed or held */
+	size_t ncmds;
+	size_t room;
 };
 
 /* Gives the copy back; the next read of position 0 takes a new one. */
@@ -120,6 +126,9 @@ static bool smtplimit_copy_visit(struct smtplimit_table *t,
 			row->tat = e->tat;
 			row->passed = e->passed;
 			row->denied = e->denied;
+			row->ban = e->banned &&
+				   smtplimit_debt(e->tat, c->now) >
+				   READ_ONCE(t->tolerance);
 		}
 	}
 	spin_unlock_bh(&e->lock);
@@ -222,6 +231,7 @@ static void smtplimit_seq_header(struct seq_file *m, struct smtplimit_seq *s)
 		sum.banned += READ_ONCE(st->banned);
 		sum.flushes += READ_ONCE(st->flushes);
 		sum.cut += READ_ONCE(st->cut);
+		sum.aborted += READ_ONCE(st->aborted);
 	}
 	unit = smtplimit_rate_split(s->rate, &count);
 	seq_printf(m, "# %s: rate %u/%s burst %u srcmask %u entries %u/%u",
@@ -232,9 +242,10 @@ static void smtplimit_seq_header(struct seq_file *m, struct smtplimit_seq *s)
 	seq_printf(m, " strict %s created %llu gc_freed %llu forgotten %llu banned %llu flushes %llu",
 		   s->bucket.strict ? "yes" : "no", sum.created, sum.gc_freed,
 		   sum.forgotten, sum.banned, sum.flushes);
-	seq_printf(m, " cut %llu\n", sum.cut);
-	seq_printf(m, "# %-38s %-9s %-8s %-8s %-8s %s\n",
-		   "source", "tokens", "next_s", "full_s", "passed", "denied");
+	seq_printf(m, " cut %llu aborted %llu\n", sum.cut, sum.aborted);
+	seq_printf(m, "# %-38s %-9s %-8s %-8s %-8s %-8s %s\n",
+		   "source", "tokens", "next_s", "full_s", "passed", "denied",
+		   "ban");
 }
 
 static int smtplimit_seq_show(struct seq_file *m, void *v)
@@ -260,8 +271,9 @@ static int smtplimit_seq_show(struct seq_file *m, void *v)
 	whole = div_u64_rem(abs(view.tokens_milli), 1000, &milli);
 	snprintf(tokens, sizeof(tokens), "%s%llu.%03u",
 		 view.tokens_milli < 0 ? "-" : "", whole, milli);
-	seq_printf(m, "%-40s %-9s %-8llu %-8llu %-8u %u\n", source, tokens,
-		   view.next_s, view.full_s, row->passed, row->denied);
+	seq_printf(m, "%-40s %-9s %-8llu %-8llu %-8u %-8u %s\n", source,
+		   tokens, view.next_s, view.full_s, row->passed, row->denied,
+		   row->ban ? "yes" : "no");
 	return 0;
 }
 
@@ -284,9 +296,13 @@ static int smtplimit_proc_open(struct inode *inode, struct file *file)
 	return 0;
 }
 
+static void smtplimit_write_release(struct smtplimit_table *t,
+				    struct smtplimit_seq *s);
+
 /*
  * proc_ops has no flush, so an error at close would reach no one: a line
- * still without its newline is dropped, counted and logged.
+ * still without its newline is dropped, counted and logged, and so is a
+ * transaction not closed (see smtplimit_write_release()).
  */
 static int smtplimit_proc_release(struct inode *inode, struct file *file)
 {
@@ -300,6 +316,7 @@ static int smtplimit_proc_release(struct inode *inode, struct file *file)
 				    smtplimit_is_ipv4(t) ? "ipt" : "ip6t",
 				    t->name, s->tail_len, s->tail);
 	}
+	smtplimit_write_release(t, s);
 	mutex_destroy(&s->write_lock);
 	smtplimit_seq_free(s);
 	return seq_release_private(inode, file);
@@ -309,36 +326,14 @@ static int smtplimit_proc_release(struct inode *inode, struct file *file)
 
 /*
  * One command a line, in the syntax of smtplimit_cmd.h (its one home, shared
- * with the admin command). A write is parsed, validated and given its
- * memory before anything is applied.
+ * with the admin command). A unit of commands (a write, or a transaction) is
+ * parsed and validated whole before anything is applied.
  */
 
-/* Split @buf (NUL-ended, no other NUL) into commands; -EINVAL on any bad line. */
-static int smtplimit_parse_write(const struct smtplimit_table *t, char *buf,
-				 struct smtplimit_cmd *cmds, unsigned int *n)
+static bool smtplimit_creates(const struct smtplimit_cmd *cmd)
 {
-	char *line, *next;
-	const char *why;
-	size_t len;
-
-	*n = 0;
-	for (line = buf; line; line = next) {
-		next = strchr(line, '\n');
-		len = next ? next - line : strlen(line);
-		if (next)
-			next++;
-		if (smtplimit_cmd_blank(line, len))
-			continue;
-		if (smtplimit_cmd_parse(smtplimit_is_ipv4(t), line, len,
-					&cmds[*n], &why))
-			return -EINVAL;
-		/* Not yet applied by this module: refused as any bad line. */
-		if (cmds[*n].op != SMTPLIMIT_FORGET &&
-		    cmds[*n].op != SMTPLIMIT_BAN && cmds[*n].op != SMTPLIMIT_FLUSH)
-			return -EINVAL;
-		(*n)++;
-	}
-	return 0;
+	return cmd->op == SMTPLIMIT_BAN || cmd->op == SMTPLIMIT_BAN_AT_LEAST ||
+	       cmd->op == SMTPLIMIT_SET_FULL;
 }
 
 /* @addr masked to the table's srcmask: the key of the entry holding it. */
@@ -355,121 +350,133 @@ static void smtplimit_cmd_key(const struct smtplimit_table *t,
 					t->mask.ip6.s6_addr32[i];
 }
 
-/* The write: applying */
-
-/* Unhash the sources within @cmd's prefix, owing or not; returns how many. */
-static unsigned int smtplimit_apply_forget(struct smtplimit_table *t,
-					   const struct smtplimit_cmd *cmd,
-					   u64 now)
+/* The prefix of @cmd as a key and a mask, for a sweep or a walk. */
+static void smtplimit_cmd_prefix(const struct smtplimit_cmd *cmd,
+				 union smtplimit_addr *key,
+				 union smtplimit_addr *mask)
 {
-	union smtplimit_addr key = {}, mask = {};
-	struct smtplimit_sweep within = { .now = now, .owing_too = true,
-					  .prefix = &key, .mask = &mask };
-	struct smtplimit_entry *e;
-	unsigned int i, killed = 0;
+	unsigned int i;
 
-	if (cmd->len >= t->srcmask) {
-		/* At most one entry holds the address. */
-		smtplimit_cmd_key(t, cmd, &key);
-		rcu_read_lock();
-		e = smtplimit_lookup(t, &key);
-		if (e && smtplimit_entry_kill(t, e, now, SMTPLIMIT_KILL_ANY)) {
-			smtplimit_place_release(t);
-			killed = 1;
-		}
-		rcu_read_unlock();
-		return killed;
-	}
-	smtplimit_prefix_mask(cmd->len, 4, mask.ip6.s6_addr32);
-	memcpy(&key, cmd->addr, sizeof(cmd->addr));
+	memset(mask, 0, sizeof(*mask));
+	smtplimit_prefix_mask(cmd->len, 4, mask->ip6.s6_addr32);
+	memcpy(key, cmd->addr, sizeof(cmd->addr));
 	for (i = 0; i < 4; i++)
-		key.ip6.s6_addr32[i] &= mask.ip6.s6_addr32[i];
-	return smtplimit_sweep(t, &within);
+		key->ip6.s6_addr32[i] &= mask->ip6.s6_addr32[i];
 }
 
-/*
- * Set the ban's debt on the source's entry, or create one with it from
- * @spare and a place already taken for it (*places), or one taken now if
- * the entry died since. -ENOMEM if the table had no memory for it, -ENOSPC
- * if it is full of bans. Called without RCU held: it may sleep.
- */
-static int smtplimit_apply_ban(struct smtplimit_table *t,
-			       const struct smtplimit_cmd *cmd,
-			       const struct smtplimit_bucket *bucket, u64 now,
-			       struct smtplimit_entry **spare,
-			       unsigned int *places)
+/* IPv4 entries have no IPv6 tail: compare the table's words only. */
+static bool smtplimit_within(const struct smtplimit_table *t,
+			     const union smtplimit_addr *addr,
+			     const union smtplimit_addr *key,
+			     const union smtplimit_addr *mask)
 {
-	u64 tat = smtplimit_ban(now, bucket, &smtplimit_clock,
-				div_u64(cmd->ms, 1000));
-	struct smtplimit_entry *e, *fresh;
-	bool banned = cmd->ms != 0;
-	union smtplimit_addr key;
-	bool done = false;
+	unsigned int i;
 
-	smtplimit_cmd_key(t, cmd, &key);
-	for (;;) {
-		rcu_read_lock();
-		e = smtplimit_lookup_live(t, &key);
-		if (e) {
-			spin_lock_bh(&e->lock);
-			done = !e->dead;
-			if (done) {
-				e->tat = tat;
-				e->banned = banned;
-			}
-			spin_unlock_bh(&e->lock);
-		}
-		rcu_read_unlock();
-		if (done)
-			break;
-		if (e)			/* died meanwhile: look again */
-			continue;
+	for (i = 0; i < (smtplimit_is_ipv4(t) ? 1 : 4); i++)
+		if ((addr->ip6.s6_addr32[i] & mask->ip6.s6_addr32[i]) !=
+		    key->ip6.s6_addr32[i])
+			return false;
+	return true;
+}
 
-		/*
-		 * *spare is NULL if it was spent on an insert that lost a race
-		 * to another entry, which has died since.
-		 */
-		if (!*spare)
-			*spare = smtplimit_entry_alloc(t, GFP_KERNEL);
-		if (!*spare)
-			return -ENOMEM;
-		if (*places)
-			(*places)--;
-		else if (!smtplimit_place_take_sleeping_walk(t, now))
-			return -ENOSPC;
-		fresh = *spare;
-		*spare = NULL;
-		e = smtplimit_entry_insert(t, fresh, &key, tat, banned);
+/* The write: applying, all or nothing */
+
+/*
+ * A unit (a write, or a transaction's writes) is applied in two steps under
+ * the table's write_mutex, so that a unit refused with ENOSPC or ENOMEM has
+ * changed nothing:
+ *
+ * 1. Prepare: every source that a command of the unit sets ("+", ">", "=")
+ *    gets an entry and is held. A source tracked already is held as it is;
+ *    one not tracked gets a new entry with a full bucket, which is the same
+ *    as no entry at all, in a place taken for it (evicting an entry no ban
+ *    holds if the table is full) from memory allocated before the mutex.
+ *    Whether the places can all be had is asked before any is taken. A held
+ *    entry is never unhashed, by GC, eviction, a sweep or a forget (see
+ *    smtplimit_entry_kill()), so the entries stay until step 2 is done. Only
+ *    this step can fail: its undo lets the entries go, unhashes the new ones
+ *    still full, and gives their places back.
+ * 2. Commit: the commands in order, none of which can fail. A forget or a
+ *    flush that meets a held entry resets it to a full bucket with no
+ *    counts, no ban, instead of unhashing it: that is the same as
+ *    forgetting the source, and a later command of the unit sets it again.
+ *    Then the entries are let go; one left full is collected by the GC.
+ *
+ * What a refused unit may leave: the sources evicted to make room for it,
+ * when an insert then fails for memory (the table could not grow) or a
+ * packet took a place the count had promised. Never a ban; never a change
+ * to a source the unit names.
+ */
+
+struct smtplimit_hold {
+	struct smtplimit_entry *e;
+	bool fresh;			/* inserted by the prepare */
+};
+
+struct smtplimit_apply {
+	struct smtplimit_table *t;
+	struct smtplimit_bucket bucket;
+	u64 now;
+	struct smtplimit_hold *holds;	/* one per command that sets */
+	unsigned int nholds;
+};
+
+/* Hold the live entry of @key, if there is one. Under RCU. */
+static struct smtplimit_entry *smtplimit_hold_live(struct smtplimit_table *t,
+						   const union smtplimit_addr *key)
+{
+	struct smtplimit_entry *e = smtplimit_lookup_live(t, key);
+	bool live;
+
+	if (!e)
+		return NULL;
+	spin_lock_bh(&e->lock);
+	live = !e->dead;
+	if (live)
+		e->held = true;
+	spin_unlock_bh(&e->lock);
+	return live ? e : NULL;
+}
+
+/* Let the held entries go; @undo: unhash the new ones still full. */
+static void smtplimit_unhold(struct smtplimit_apply *a, bool undo)
+{
+	struct smtplimit_table *t = a->t;
+	unsigned int i;
+
+	for (i = 0; i < a->nholds; i++) {
+		struct smtplimit_entry *e = a->holds[i].e;
+
 		if (!e)
-			return -ENOMEM;
-		if (e == fresh)
-			break;
-		/*
-		 * A packet's entry for the source came first: set the ban on
-		 * it. One found dying is unhashed by its killer next; let it.
-		 */
-		cond_resched();
+			continue;
+		spin_lock_bh(&e->lock);
+		e->held = false;
+		spin_unlock_bh(&e->lock);
+		if (undo && a->holds[i].fresh &&
+		    smtplimit_entry_kill(t, e, a->now, SMTPLIMIT_KILL_FULL)) {
+			smtplimit_place_release(t);
+			this_cpu_dec(t->stats->created);
+		}
 	}
-	this_cpu_inc(t->stats->banned);
-	return 0;
 }
 
 /*
- * Take a place for each ban of a source not tracked yet: all or none, and
- * none evicted unless all can be had.
+ * Step 1: hold an entry for each command that sets a source, from @spares
+ * (one per such command) for the sources not tracked. 0, -ENOSPC or
+ * -ENOMEM; on an error the caller undoes. Called without RCU held.
  */
-static int smtplimit_places_take_for_bans(struct smtplimit_table *t,
-					  const struct smtplimit_cmd *cmds,
-					  unsigned int n, u64 now,
-					  unsigned int *places)
+static int smtplimit_prepare(struct smtplimit_apply *a,
+			     const struct smtplimit_cmd *cmds, unsigned int n,
+			     struct smtplimit_entry **spares)
 {
-	unsigned int i, need = 0;
+	struct smtplimit_entry *e, *fresh;
+	struct smtplimit_table *t = a->t;
+	unsigned int i, k, need = 0;
 	union smtplimit_addr key;
 	bool tracked;
 
-	*places = 0;
 	for (i = 0; i < n; i++) {
-		if (cmds[i].op != SMTPLIMIT_BAN)
+		if (!smtplimit_creates(&cmds[i]))
 			continue;
 		smtplimit_cmd_key(t, &cmds[i], &key);
 		rcu_read_lock();
@@ -477,53 +484,257 @@ static int smtplimit_places_take_for_bans(struct smtplimit_table *t,
 		rcu_read_unlock();
 		need += !tracked;
 	}
-	if (!smtplimit_places_available(t, need, now))
+	/* Asked first, so that a unit refused for room has evicted nothing. */
+	if (!smtplimit_places_available(t, need, a->now))
 		return -ENOSPC;
-	for (; *places < need; (*places)++) {
-		if (!smtplimit_place_take_sleeping_walk(t, now)) {
-			for (; *places; (*places)--)
-				smtplimit_place_release(t);
-			return -ENOSPC;
+
+	for (i = 0, k = 0; i < n; i++) {
+		if (!smtplimit_creates(&cmds[i]))
+			continue;
+		smtplimit_cmd_key(t, &cmds[i], &key);
+		for (;;) {
+			rcu_read_lock();
+			e = smtplimit_hold_live(t, &key);
+			rcu_read_unlock();
+			if (e)
+				break;
+			/* *spares is NULL once spent on an insert that lost a race. */
+			if (!spares[k])
+				spares[k] = smtplimit_entry_alloc(t, GFP_KERNEL);
+			if (!spares[k])
+				return -ENOMEM;
+			if (!smtplimit_place_take_sleeping_walk(t, a->now))
+				return -ENOSPC;
+			fresh = spares[k];
+			spares[k] = NULL;
+			fresh->held = true;
+			e = smtplimit_entry_insert(t, fresh, &key, a->now, false);
+			if (!e)
+				return -ENOMEM;
+			if (e == fresh) {
+				a->holds[k].fresh = true;
+				break;
+			}
+			/* A packet's entry came first: hold it, as above. */
+			cond_resched();
 		}
+		a->holds[k++].e = e;
 	}
 	return 0;
 }
 
-static int smtplimit_apply_cmds(struct smtplimit_table *t,
-				const struct smtplimit_cmd *cmds, unsigned int n,
-				struct smtplimit_entry **spares)
+/* Forget @e: reset it if held (see above), else unhash it. How many went. */
+static unsigned int smtplimit_forget_entry(struct smtplimit_apply *a,
+					   struct smtplimit_entry *e)
 {
-	struct smtplimit_sweep all = { .owing_too = true };
-	struct smtplimit_bucket bucket;
-	unsigned int i, places;
-	u64 now = smtplimit_now();
-	int err;
+	bool held, was = false;
 
-	smtplimit_table_rate(t, &bucket);
-	err = smtplimit_places_take_for_bans(t, cmds, n, now, &places);
-	for (i = 0; i < n && !err; i++) {
+	spin_lock_bh(&e->lock);
+	held = e->held && !e->dead;
+	if (held) {
+		was = !smtplimit_is_full(e->tat, a->now) || e->banned;
+		e->tat = a->now;
+		e->passed = 0;
+		e->denied = 0;
+		e->banned = false;
+	}
+	spin_unlock_bh(&e->lock);
+	if (held)
+		return was;
+	if (!smtplimit_entry_kill(a->t, e, a->now, SMTPLIMIT_KILL_ANY))
+		return 0;
+	smtplimit_place_release(a->t);
+	return 1;
+}
+
+/* "-ADDR[/LEN]" and "/" (@cmd NULL): unhash, or reset the held. */
+static unsigned int smtplimit_commit_forget(struct smtplimit_apply *a,
+					    const struct smtplimit_cmd *cmd)
+{
+	union smtplimit_addr key = {}, mask = {};
+	struct smtplimit_sweep within = { .now = a->now, .owing_too = true };
+	struct smtplimit_table *t = a->t;
+	struct smtplimit_entry *e;
+	unsigned int i, gone = 0;
+
+	if (cmd && cmd->len >= t->srcmask) {
+		/* At most one entry holds the address. */
+		smtplimit_cmd_key(t, cmd, &key);
+		rcu_read_lock();
+		e = smtplimit_lookup(t, &key);
+		if (e)
+			gone = smtplimit_forget_entry(a, e);
+		rcu_read_unlock();
+		return gone;
+	}
+	if (cmd) {
+		smtplimit_cmd_prefix(cmd, &key, &mask);
+		within.prefix = &key;
+		within.mask = &mask;
+	}
+	/* The sweep passes the held entries by: reset them here. */
+	gone = smtplimit_sweep(t, &within);
+	for (i = 0; i < a->nholds; i++) {
+		e = a->holds[i].e;
+		if (!cmd || smtplimit_within(t, &e->addr, &key, &mask))
+			gone += smtplimit_forget_entry(a, e);
+	}
+	return gone;
+}
+
+struct smtplimit_lift_walk {
+	struct smtplimit_apply *a;
+	union smtplimit_addr key, mask;
+};
+
+static void smtplimit_lift_entry(struct smtplimit_apply *a,
+				 struct smtplimit_entry *e)
+{
+	spin_lock_bh(&e->lock);
+	if (!e->dead && e->banned) {
+		e->tat = smtplimit_lift(e->tat, a->now, &a->bucket);
+		e->banned = false;
+	}
+	spin_unlock_bh(&e->lock);
+}
+
+static bool smtplimit_lift_visit(struct smtplimit_table *t,
+				 struct smtplimit_entry *e, void *arg)
+{
+	struct smtplimit_lift_walk *lw = arg;
+
+	if (smtplimit_within(t, &e->addr, &lw->key, &lw->mask))
+		smtplimit_lift_entry(lw->a, e);
+	return true;
+}
+
+/* "~ADDR[/LEN]": lift the bans within the prefix, keeping the debt. */
+static void smtplimit_commit_unban(struct smtplimit_apply *a,
+				   const struct smtplimit_cmd *cmd)
+{
+	struct smtplimit_lift_walk lw = { .a = a };
+	struct smtplimit_table *t = a->t;
+	struct smtplimit_entry *e;
+
+	if (cmd->len >= t->srcmask) {
+		smtplimit_cmd_key(t, cmd, &lw.key);
+		rcu_read_lock();
+		e = smtplimit_lookup_live(t, &lw.key);
+		if (e)
+			smtplimit_lift_entry(a, e);
+		rcu_read_unlock();
+		return;
+	}
+	smtplimit_cmd_prefix(cmd, &lw.key, &lw.mask);
+	smtplimit_walk(t, smtplimit_lift_visit, &lw);
+}
+
+/* "+ADDR[ S]", ">ADDR S", "=ADDR S" on the held entry @e. */
+static void smtplimit_commit_set(struct smtplimit_apply *a,
+				 const struct smtplimit_cmd *cmd,
+				 struct smtplimit_entry *e)
+{
+	u64 target;
+
+	spin_lock_bh(&e->lock);
+	switch (cmd->op) {
+	case SMTPLIMIT_BAN:
+		e->tat = smtplimit_ban(a->now, &a->bucket, &smtplimit_clock,
+				       div_u64(cmd->ms, 1000));
+		e->banned = cmd->ms != 0;
+		break;
+	case SMTPLIMIT_BAN_AT_LEAST:
+		target = smtplimit_ban_at_least(e->tat, a->now, &a->bucket,
+						&smtplimit_clock, cmd->ms);
+		if (SMTPLIMIT_MUTANT_IS(12))
+			target = smtplimit_ban_at_least(a->now, a->now, &a->bucket,
+							&smtplimit_clock,
+							cmd->ms);
+		e->tat = target;
+		e->banned = true;
+		break;
+	default:
+		e->tat = smtplimit_set_full(e->tat, a->now, &a->bucket,
+					    &smtplimit_clock, cmd->ms);
+		break;
+	}
+	spin_unlock_bh(&e->lock);
+	if (cmd->op != SMTPLIMIT_SET_FULL)
+		this_cpu_inc(a->t->stats->banned);
+}
+
+/* Step 2: the commands in order; nothing here fails. */
+static void smtplimit_commit(struct smtplimit_apply *a,
+			     const struct smtplimit_cmd *cmds, unsigned int n)
+{
+	struct smtplimit_table *t = a->t;
+	unsigned int i, k = 0;
+
+	for (i = 0; i < n; i++) {
 		switch (cmds[i].op) {
 		case SMTPLIMIT_FLUSH:
-			all.now = now;
-			this_cpu_add(t->stats->forgotten, smtplimit_sweep(t, &all));
+			this_cpu_add(t->stats->forgotten,
+				     smtplimit_commit_forget(a, NULL));
 			this_cpu_inc(t->stats->flushes);
 			break;
 		case SMTPLIMIT_FORGET:
 			this_cpu_add(t->stats->forgotten,
-				     smtplimit_apply_forget(t, &cmds[i], now));
+				     smtplimit_commit_forget(a, &cmds[i]));
 			break;
-		case SMTPLIMIT_BAN:
-			err = smtplimit_apply_ban(t, &cmds[i], &bucket, now,
-						  spares++, &places);
+		case SMTPLIMIT_UNBAN:
+			smtplimit_commit_unban(a, &cmds[i]);
+			break;
+		default:
+			smtplimit_commit_set(a, &cmds[i], a->holds[k++].e);
 			break;
 		}
+		cond_resched();
 	}
-	for (; places; places--)
-		smtplimit_place_release(t);
+}
+
+/*
+ * Apply the @n commands at @cmds (no "{" or "}" among them) all or nothing:
+ * 0, -ENOSPC (the table is full of bans) or -ENOMEM, having changed nothing.
+ */
+static int smtplimit_apply_unit(struct smtplimit_table *t,
+				const struct smtplimit_cmd *cmds, unsigned int n)
+{
+	struct smtplimit_entry **spares = NULL;
+	struct smtplimit_apply a = { .t = t };
+	unsigned int i, sets = 0;
+	int err = -ENOMEM;
+
+	for (i = 0; i < n; i++)
+		sets += smtplimit_creates(&cmds[i]);
+	spares = kvcalloc(sets, sizeof(*spares), GFP_KERNEL_ACCOUNT);
+	a.holds = kvcalloc(sets, sizeof(*a.holds), GFP_KERNEL_ACCOUNT);
+	if (!spares || !a.holds)
+		goto out;
+	for (i = 0; i < sets; i++) {
+		spares[i] = smtplimit_entry_alloc(t, GFP_KERNEL);
+		if (!spares[i])
+			goto out;
+	}
+	a.nholds = sets;
+
+	mutex_lock(&t->write_mutex);
+	a.now = smtplimit_now();
+	smtplimit_table_rate(t, &a.bucket);
+	err = smtplimit_prepare(&a, cmds, n, spares);
+	if (!err)
+		smtplimit_commit(&a, cmds, n);
+	smtplimit_unhold(&a, err);
+	mutex_unlock(&t->write_mutex);
+out:
+	for (i = 0; spares && i < sets; i++)
+		if (spares[i])
+			smtplimit_entry_free_unused(t, spares[i]);
+	kvfree(spares);
+	kvfree(a.holds);
 	return err;
 }
 
-/* The write: lines across writes */
+/* The write: lines across writes, transactions */
 
 /*
  * A line is a command once its newline has come. `cat list > FILE` writes
@@ -541,16 +752,95 @@ static int smtplimit_apply_cmds(struct smtplimit_table *t,
  * XT_SMTPLIMIT_LINE_MAX bytes: joined to more blanks it stays a blank line,
  * joined to anything else it is refused for its leading space, whatever its
  * length.
+ *
+ * A transaction makes one unit of many writes: from the write holding "{"
+ * to the one holding "}", every command is checked as it comes and held in
+ * the open file's s->cmds (at most XT_SMTPLIMIT_TXN_MAX, charged to the
+ * writer's memory cgroup), and the write that closes it applies them all,
+ * with the rest of its own lines, as one unit. A bad line, a refused write
+ * or the close of the file before "}" drops them, none applied, and counts
+ * the transaction in the header's aborted.
  */
+
+/* Append the complete lines of @buf (NUL-ended, no other NUL) to s->cmds. */
+static int smtplimit_parse_write(const struct smtplimit_table *t,
+				 struct smtplimit_seq *s, char *buf)
+{
+	struct smtplimit_cmd cmd;
+	char *line, *next;
+	const char *why;
+	size_t len;
+
+	for (line = buf; line; line = next) {
+		next = strchr(line, '\n');
+		len = next ? next - line : strlen(line);
+		if (next)
+			next++;
+		if (smtplimit_cmd_blank(line, len))
+			continue;
+		if (smtplimit_cmd_parse(smtplimit_is_ipv4(t), line, len, &cmd,
+					&why))
+			return -EINVAL;
+		if (cmd.op == SMTPLIMIT_BEGIN || cmd.op == SMTPLIMIT_COMMIT) {
+			/* Nested "{", or "}" without "{", is a bad line. */
+			bool begin = cmd.op == SMTPLIMIT_BEGIN;
+
+			if (s->in_txn == begin)
+				return -EINVAL;
+			s->in_txn = begin;
+			s->txn_seen |= s->in_txn;
+			continue;
+		}
+		if (s->ncmds == s->room)
+			return -E2BIG;		/* see smtplimit_cmds_room() */
+		s->cmds[s->ncmds++] = cmd;
+	}
+	return 0;
+}
+
+/* Room in s->cmds for @lines more commands; -E2BIG past a transaction's most. */
+static int smtplimit_cmds_room(struct smtplimit_seq *s, size_t lines)
+{
+	struct smtplimit_cmd *cmds;
+	size_t room;
+
+	if (s->ncmds + lines <= s->room)
+		return 0;
+	if (s->ncmds + lines > XT_SMTPLIMIT_TXN_MAX + XT_SMTPLIMIT_WRITE_MAX / 2)
+		return -E2BIG;
+	room = max_t(size_t, s->ncmds + lines, 2 * s->room);
+	room = min_t(size_t, room, XT_SMTPLIMIT_TXN_MAX + XT_SMTPLIMIT_WRITE_MAX / 2);
+	cmds = kvmalloc_array(room, sizeof(*cmds), GFP_KERNEL_ACCOUNT);
+	if (!cmds)
+		return -ENOMEM;
+	if (s->ncmds)
+		memcpy(cmds, s->cmds, s->ncmds * sizeof(*cmds));
+	kvfree(s->cmds);
+	s->cmds = cmds;
+	s->room = room;
+	return 0;
+}
+
+/* Drop the commands held; a transaction among them counts as aborted. */
+static void smtplimit_cmds_drop(struct smtplimit_table *t,
+				struct smtplimit_seq *s)
+{
+	if (s->txn_seen)
+		this_cpu_inc(t->stats->aborted);
+	s->txn_seen = false;
+	s->in_txn = false;
+	s->ncmds = 0;
+	kvfree(s->cmds);
+	s->cmds = NULL;
+	s->room = 0;
+}
+
 static ssize_t smtplimit_write_lines(struct smtplimit_table *t,
 				     struct smtplimit_seq *s,
 				     const char __user *input, size_t size)
 {
-	struct smtplimit_entry **spares = NULL;
-	struct smtplimit_cmd *cmds = NULL;
-	size_t len, held = s->tail_len, end;
-	unsigned int i, n, bans = 0;
-	char *buf, *nl;
+	size_t len, held = s->tail_len, end, lines;
+	char *buf, *nl, *p;
 	int err;
 
 	if (size > XT_SMTPLIMIT_WRITE_MAX)
@@ -580,44 +870,22 @@ static ssize_t smtplimit_write_lines(struct smtplimit_table *t,
 	memcpy(s->tail, buf + end, s->tail_len);
 	buf[end] = '\0';
 
-	/* At most one command per byte pair: a line and its newline. */
-	err = -ENOMEM;
-	cmds = kvcalloc(end / 2 + 1, sizeof(*cmds), GFP_KERNEL);
-	if (!cmds)
+	/* At most one command a line; a mutant's last line has no newline. */
+	for (lines = 1, p = buf; (p = strchr(p, '\n')); p++)
+		lines++;
+	err = smtplimit_cmds_room(s, lines);
+	if (!err)
+		err = smtplimit_parse_write(t, s, buf);
+	if (!err && s->in_txn && s->ncmds > XT_SMTPLIMIT_TXN_MAX)
+		err = -E2BIG;
+	if (err && SMTPLIMIT_MUTANT_IS(5) && s->ncmds)
+		smtplimit_apply_unit(t, s->cmds, 1);
+	if (err || s->in_txn)
 		goto out;
-	err = smtplimit_parse_write(t, buf, cmds, &n);
-	if (err && SMTPLIMIT_MUTANT_IS(5) && n) {
-		struct smtplimit_entry *spare = NULL;
-
-		mutex_lock(&t->write_mutex);
-		smtplimit_apply_cmds(t, cmds, 1, &spare);
-		mutex_unlock(&t->write_mutex);
-		if (spare)
-			smtplimit_entry_free_unused(t, spare);
-	}
-	if (err)
-		goto out;
-	for (i = 0; i < n; i++)
-		bans += cmds[i].op == SMTPLIMIT_BAN;
-	err = -ENOMEM;
-	spares = kvcalloc(bans, sizeof(*spares), GFP_KERNEL);
-	if (!spares)
-		goto out;
-	for (i = 0; i < bans; i++) {
-		spares[i] = smtplimit_entry_alloc(t, GFP_KERNEL);
-		if (!spares[i])
-			goto out;
-	}
-
-	mutex_lock(&t->write_mutex);
-	err = smtplimit_apply_cmds(t, cmds, n, spares);
-	mutex_unlock(&t->write_mutex);
+	err = smtplimit_apply_unit(t, s->cmds, s->ncmds);
+	s->txn_seen = false;		/* applied, or refused: not aborted */
+	smtplimit_cmds_drop(t, s);
 out:
-	for (i = 0; spares && i < bans; i++)
-		if (spares[i])
-			smtplimit_entry_free_unused(t, spares[i]);
-	kvfree(spares);
-	kvfree(cmds);
 	kvfree(buf);
 	return err ? err : size;
 }
@@ -640,10 +908,28 @@ static ssize_t smtplimit_proc_write(struct file *file, const char __user *input,
 		if (ret < 0) {
 			s->refused = true;
 			s->tail_len = 0;
+			smtplimit_cmds_drop(t, s);
 		}
 	}
 	mutex_unlock(&s->write_lock);
 	return ret;
+}
+
+/*
+ * At close: a transaction still open is dropped, counted and logged (13, a
+ * mutant, applies it).
+ */
+static void smtplimit_write_release(struct smtplimit_table *t,
+				    struct smtplimit_seq *s)
+{
+	if (s->in_txn) {
+		pr_warn_ratelimited("%s_smtplimit/%s: a transaction was not closed by \"}\" at close, dropped: %zu commands\n",
+				    smtplimit_is_ipv4(t) ? "ipt" : "ip6t",
+				    t->name, s->ncmds);
+		if (SMTPLIMIT_MUTANT_IS(13))
+			smtplimit_apply_unit(t, s->cmds, s->ncmds);
+	}
+	smtplimit_cmds_drop(t, s);
 }
 
 const struct proc_ops smtplimit_proc_ops = {

@@ -74,6 +74,52 @@ u64 smtplimit_ban(u64 now, const struct smtplimit_bucket *bucket,
 	return now + seconds * clock->units_per_sec + bucket->tolerance;
 }
 
+/* @ms milliseconds in clock units: below 2^35 * 2^25, no overflow. */
+u64 smtplimit_ms_units(const struct smtplimit_clock *clock, u64 ms)
+{
+	return div64_u64(ms * clock->units_per_sec, 1000);
+}
+
+/* The later of two TATs, wrap-safe. */
+static u64 smtplimit_later(u64 a, u64 b)
+{
+	return (s64)(a - b) >= 0 ? a : b;
+}
+
+/*
+ * ">ADDR S": no attempt passes for @ms from @now, and a later TAT already
+ * there (a longer ban, a bigger debt) is kept.
+ */
+u64 smtplimit_ban_at_least(u64 tat, u64 now,
+			   const struct smtplimit_bucket *bucket,
+			   const struct smtplimit_clock *clock, u64 ms)
+{
+	return smtplimit_later(tat, now + smtplimit_ms_units(clock, ms) +
+				    bucket->tolerance);
+}
+
+/* "~ADDR" on a ban: at most an empty bucket's debt, burst * T. */
+u64 smtplimit_lift(u64 tat, u64 now, const struct smtplimit_bucket *bucket)
+{
+	u64 empty = now + (u64)bucket->burst * bucket->interval;
+
+	return smtplimit_later(tat, empty) == tat ? empty : tat;
+}
+
+/*
+ * "=ADDR S": the bucket full again no sooner than @ms from @now, capped at
+ * the most debt the packet path can leave (burst * T, twice that strict);
+ * a later TAT already there is kept.
+ */
+u64 smtplimit_set_full(u64 tat, u64 now, const struct smtplimit_bucket *bucket,
+		       const struct smtplimit_clock *clock, u64 ms)
+{
+	u64 most = (u64)bucket->burst * bucket->interval * (bucket->strict ? 2 : 1);
+	u64 debt = smtplimit_ms_units(clock, ms);
+
+	return smtplimit_later(tat, now + (debt < most ? debt : most));
+}
+
 /* Whether an attempt at @now would conform: debt within the tolerance. */
 bool smtplimit_may_pass(u64 tat, u64 now, const struct smtplimit_bucket *bucket)
 {

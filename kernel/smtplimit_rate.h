@@ -26,7 +26,11 @@
  *
  * Bans set the debt directly: "+ADDR" leaves burst * T (0 tokens, the next
  * attempt may pass after T), "+ADDR SECONDS" SECONDS + tolerance (no attempt
- * passes for SECONDS).
+ * passes for SECONDS). ">ADDR S" keeps the later of that and the TAT there
+ * (never shortens); "~ADDR" lifts a ban to at most burst * T, the debt of
+ * an empty bucket; "=ADDR S" keeps the later of now + S (the bucket full
+ * again in S) and the TAT there, S capped at the most a rule lets a source
+ * owe without a ban: burst * T, 2 * burst * T when strict.
  *
  * The same file validates table names, which both sides must agree on.
  *
@@ -102,6 +106,13 @@ void smtplimit_bucket_init(struct smtplimit_bucket *bucket,
 			   u32 burst, bool strict);
 u64 smtplimit_ban(u64 now, const struct smtplimit_bucket *bucket,
 		  const struct smtplimit_clock *clock, u32 seconds);
+u64 smtplimit_ms_units(const struct smtplimit_clock *clock, u64 ms);
+u64 smtplimit_ban_at_least(u64 tat, u64 now,
+			   const struct smtplimit_bucket *bucket,
+			   const struct smtplimit_clock *clock, u64 ms);
+u64 smtplimit_lift(u64 tat, u64 now, const struct smtplimit_bucket *bucket);
+u64 smtplimit_set_full(u64 tat, u64 now, const struct smtplimit_bucket *bucket,
+		       const struct smtplimit_clock *clock, u64 ms);
 bool smtplimit_may_pass(u64 tat, u64 now,
 			const struct smtplimit_bucket *bucket);
 bool smtplimit_attempt(u64 *tat, u64 now, const struct smtplimit_bucket *bucket);

@@ -182,9 +182,9 @@ smtplimit_ht_insert(struct smtplimit_table *t, struct smtplimit_entry *e)
 
 /*
  * Insert @e, allocated with a place taken for it, as the source @key with
- * debt until @tat, @banned or not. Returns @e, or the entry another CPU
- * inserted for the same source first (then @e is freed and its place given
- * back), or NULL when the table had no memory.
+ * debt until @tat, @banned or not, held as the caller set e->held. Returns
+ * @e, or the entry another CPU inserted for the same source first (then @e
+ * is freed and its place given back), or NULL when the table had no memory.
  */
 struct smtplimit_entry *
 smtplimit_entry_insert(struct smtplimit_table *t, struct smtplimit_entry *e,
@@ -248,7 +248,8 @@ bool smtplimit_entry_kill(struct smtplimit_table *t,
 		take = true;
 		break;
 	}
-	take = take && !e->dead;
+	/* A proc write holds its entries until it is done (smtplimit_proc.c). */
+	take = take && !e->dead && !e->held;
 	if (take)
 		e->dead = true;
 	spin_unlock_bh(&e->lock);
@@ -316,7 +317,8 @@ static bool smtplimit_evict(struct smtplimit_table *t, u64 now)
 				debt = smtplimit_debt(READ_ONCE(e->tat), now);
 				if (smtplimit_ban_holds(e, debt, tolerance))
 					continue;
-				if (debt < best && !READ_ONCE(e->dead)) {
+				if (debt < best && !READ_ONCE(e->dead) &&
+				    !READ_ONCE(e->held)) {
 					best = debt;
 					victim = e;
 				}
@@ -428,7 +430,8 @@ static bool smtplimit_places_count_visit(struct smtplimit_table *t,
 	struct smtplimit_places_count *pc = arg;
 	u64 debt = smtplimit_debt(READ_ONCE(e->tat), pc->now);
 
-	if (!READ_ONCE(e->dead) && !smtplimit_ban_holds(e, debt, pc->tolerance))
+	if (!READ_ONCE(e->dead) && !READ_ONCE(e->held) &&
+	    !smtplimit_ban_holds(e, debt, pc->tolerance))
 		pc->found++;
 	return pc->found < pc->need;
 }
@@ -477,6 +480,7 @@ smtplimit_entry_create(struct smtplimit_table *t,
 		kmem_cache_free(smtplimit_cache(t), e);
 		return NULL;
 	}
+	e->held = false;
 	return smtplimit_entry_insert(t, e, key, now, false);
 }
 

@@ -14,7 +14,8 @@
  *   it is unhashed. smtplimit_walk() holds RCU only, dropped between batches,
  *   and no bucket lock across entries.
  * - smtplimit_entry.lock (spin_lock_bh) guards an entry's tat, passed,
- *   denied, dead and banned. Lockless reads of them (eviction sampling, the
+ *   denied, dead, banned and held (set and cleared by the table's proc
+ *   writer, under write_mutex too). Lockless reads of them (eviction sampling, the
  *   place counts) are hints, rechecked under the lock before anything is
  *   changed; the one that sets dead unhashes the entry.
  * - smtplimit_table.rule_lock guards the table's rate and bucket, so that
@@ -64,10 +65,14 @@ struct smtplimit_entry {
 		};
 		struct rcu_head rcu;	/* once dead: the deferred free */
 	};
-	spinlock_t lock;		/* tat, passed, denied, dead, banned */
+	spinlock_t lock;		/* tat, passed, denied, dead, banned, held */
 	bool dead;			/* being unhashed: charge nothing more */
 	bool banned;			/* by "+ADDR SECONDS": not evicted
 					 * until it may pass again
+					 */
+	bool held;			/* by a proc write being applied:
+					 * never unhashed, see
+					 * smtplimit_entry_kill()
 					 */
 	union smtplimit_addr addr;	/* the key; last, so that IPv4 entries
 					 * are allocated without the IPv6 tail
@@ -83,9 +88,10 @@ struct smtplimit_stats {
 	u64 created;			/* entries created */
 	u64 gc_freed;			/* full entries freed by the GC */
 	u64 forgotten;			/* entries removed by "-" and "/" */
-	u64 banned;			/* entries set by "+" */
+	u64 banned;			/* entries set by "+" and ">" */
 	u64 flushes;			/* "/" commands */
 	u64 cut;			/* unterminated lines dropped at close */
+	u64 aborted;			/* transactions dropped before "}" */
 };
 
 struct smtplimit_net {

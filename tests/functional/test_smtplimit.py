@@ -14,6 +14,7 @@ TEST is a test's name, with or without its test_ prefix.
 """
 import argparse
 import ipaddress
+import math
 import os
 import re
 import subprocess
@@ -1216,6 +1217,223 @@ def test_refused_restore_evicts_nothing(env):
     expect(after, f"header {env.proc('smtp_limit').header}, was {before.header}")
     expect(set(after.rows) == set(before.rows), f"{len(after.rows)} rows, were {len(before.rows)}")
     expect(env.connect("198.51.100.7") == "R", "the ban held")
+
+
+# Protocol version 2 of the proc write: ">ADDR S" (ban at least), "~ADDR"
+# (lift, keeping the debt), "=ADDR S" (full time), "{ ... }" (transactions)
+# and the listing's ban column.
+
+def v2_addr(v6, i):
+    """The @i-th test source of the family, and its row's key."""
+    if v6:
+        return f"2001:db8:{0x70 + i:x}::5", f"2001:db8:{0x70 + i:x}::/64"
+    return f"192.0.2.{200 + i}", f"192.0.2.{200 + i}/32"
+
+
+def v2_families(env, check):
+    """@check(v6) on an IPv4 then an IPv6 table of 2/h burst 2: T 1800 s."""
+    for v6 in (False, True):
+        limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2", v6=v6)
+        check(v6)
+
+
+def test_proto_ban_at_least(env):
+    """>ADDR S bans for at least S: a longer hand ban is kept (never
+    shortened), a shorter one lengthened, an untracked source banned; the
+    row says ban yes and the source is refused."""
+    def check(v6):
+        (a, ka), (b, kb) = v2_addr(v6, 0), v2_addr(v6, 1)
+        since = time.monotonic()
+        wrote(env, "smtp_limit", f"+{a} 3600\n>{a} 600\n>{b} 600.5\n", v6=v6)
+        p = env.proc("smtp_limit", v6=v6)
+        ra, rb = p.rows[ka], p.rows[kb]
+        expect(counting_down(ra["next_s"], 3600, since, p) and ra["ban"],
+               f"a ban of 3600 kept by >{a} 600: {ra}")
+        expect(counting_down(rb["next_s"], 601, since, p) and rb["ban"] and
+               counting_down(rb["full_s"], 2401, since, p), f">{b} 600.5: {rb}")
+        expect(p.count("banned") == 3, p.header)
+        since = time.monotonic()
+        wrote(env, "smtp_limit", f">{b} 7200\n", v6=v6)
+        p = env.proc("smtp_limit", v6=v6)
+        expect(counting_down(p.rows[kb]["next_s"], 7200, since, p), f"lengthened: {p.rows[kb]}")
+        expect(env.connect(a) == "R" and env.connect(b) == "R", "banned sources refused")
+    v2_families(env, check)
+
+
+def test_proto_unban_keeps_debt(env):
+    """~ADDR[/LEN] lifts bans to an empty bucket's debt (0 tokens, next in
+    T), no longer a ban: the source is still refused until T. Sources not
+    banned keep their debt; an untracked address is a no-op."""
+    def check(v6):
+        (a, ka), (b, kb), (c, kc) = (v2_addr(v6, i) for i in range(3))
+        expect(env.connect(c, 3) == "PPR", "an owing source")
+        wrote(env, "smtp_limit", f"+{a} 3600\n+{b} 600\n", v6=v6)
+        before = env.proc("smtp_limit", v6=v6)
+        expect(before.rows[ka]["ban"] and not before.rows[kc]["ban"], before.rows)
+        since = time.monotonic()
+        prefix = "2001:db8:70::/43" if v6 else "192.0.2.192/27"
+        wrote(env, "smtp_limit", f"~{prefix}\n~{v2_addr(v6, 9)[0]}\n", v6=v6)
+        p = env.proc("smtp_limit", v6=v6)
+        ra, rb, rc = p.rows[ka], p.rows[kb], p.rows[kc]
+        expect(not ra["ban"] and 0 < ra["next_s"] <= 1800 and ra["tokens"] <= 0.001 and
+               counting_down(ra["full_s"], 3600, since, p), f"lifted 3600: {ra}")
+        expect(not rb["ban"] and 0 < rb["next_s"] <= 1800 and
+               counting_down(rb["full_s"], 2400, since, p), f"lifted 600: {rb}")
+        expect(abs(rc["full_s"] - before.rows[kc]["full_s"]) <= 2 + p.time - before.time and
+               rc["passed"] == 2, f"not banned, untouched: {before.rows[kc]} -> {rc}")
+        expect(v2_addr(v6, 9)[1] not in p.rows, "an untracked source stays untracked")
+        expect(env.connect(a) == "R", "lifted, still owing: refused until T")
+    v2_families(env, check)
+
+
+def full_within(full_s, seconds, since, p):
+    """A full_s set to @seconds (with a fraction) at monotonic time @since,
+    as read in @p: rounded up, counted down by the time passed since, give
+    or take a second."""
+    return seconds - (p.time - since) - 1 <= full_s <= math.ceil(seconds)
+
+
+def test_proto_set_full(env):
+    """=ADDR S: the bucket full again in S (within a second), the later of
+    that and what the source has kept; a non-ban owes at most burst*T;
+    -ADDR then =ADDR S in one write sets it exactly."""
+    def check(v6):
+        (a, ka), (b, kb) = v2_addr(v6, 0), v2_addr(v6, 1)
+        since = time.monotonic()
+        wrote(env, "smtp_limit", f"={a} 1000.5\n={b} 86400\n", v6=v6)
+        p = env.proc("smtp_limit", v6=v6)
+        ra, rb = p.rows[ka], p.rows[kb]
+        expect(full_within(ra["full_s"], 1000.5, since, p) and not ra["ban"],
+               f"={a} 1000.5: {ra}")
+        expect(counting_down(rb["full_s"], 3600, since, p), f"capped at burst*T: {rb}")
+        since = time.monotonic()
+        wrote(env, "smtp_limit", f"={a} 10\n", v6=v6)
+        p = env.proc("smtp_limit", v6=v6)
+        expect(p.rows[ka]["full_s"] >= 1000.5 - (p.time - since) - 2,
+               f"the later kept: {p.rows[ka]}")
+        since = time.monotonic()
+        wrote(env, "smtp_limit", f"-{a}\n={a} 200.25\n", v6=v6)
+        p = env.proc("smtp_limit", v6=v6)
+        expect(full_within(p.rows[ka]["full_s"], 200.25, since, p),
+               f"set exactly: {p.rows[ka]}")
+        expect(env.connect(a) == "P", "full in 200 s of 3600: 1.9 tokens, passes")
+    v2_families(env, check)
+
+
+TXN_SCRIPT = r"""
+import errno, os, sys
+path = sys.argv[1]
+fd = os.open(path, os.O_WRONLY)
+for chunk in sys.argv[2:]:
+    try:
+        print("OK", os.write(fd, chunk.encode()))
+    except OSError as e:
+        print("ERR", errno.errorcode[e.errno])
+    with open(path) as f:
+        sys.stdout.write(f.read())
+    print("=====", flush=True)
+os.close(fd)
+with open(path) as f:
+    sys.stdout.write(f.read())
+"""
+
+
+def txn_steps(env, name, chunks):
+    """On one open file of the table, a write() of each chunk, the table
+    read after each and after the close: ([outcome...], [Table...])."""
+    out = env.ns(env.srv, PY, "-c", TXN_SCRIPT, env.proc_path(name), *chunks).stdout
+    parts = out.split("=====\n")
+    got = [p.split("\n", 1)[0] for p in parts[:-1]]
+    tables = [proc.Table(p.split("\n", 1)[1]) for p in parts[:-1]] + [proc.Table(parts[-1])]
+    return got, tables
+
+
+def test_proto_transaction(env):
+    """{ ... } across writes: nothing applied until }, all at }; a bad line
+    in a later write applies nothing; a close without } applies nothing and
+    counts aborted (and logs); nested { and } without { are bad lines."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
+    expect(env.connect("192.0.2.230", 3) == "PPR", "a tracked source")
+    chunks = ["{\n+192.0.2.231 600\n", "-192.0.2.230\n>192.0.2.232 60", "0\n=192.0.2.233 100\n}\n"]
+    since = time.monotonic()
+    got, t = txn_steps(env, "smtp_limit", chunks)
+    expect(got == [f"OK {len(c)}" for c in chunks], f"writes: {got}")
+    for i in (0, 1):
+        expect(set(t[i].rows) == {"192.0.2.230/32"}, f"after write {i + 1}: {sorted(t[i].rows)}")
+    p = t[2]
+    expect(set(p.rows) == {"192.0.2.231/32", "192.0.2.232/32", "192.0.2.233/32"},
+           f"after }}: {sorted(p.rows)}")
+    expect(p.rows["192.0.2.232/32"]["ban"] and
+           counting_down(p.rows["192.0.2.232/32"]["next_s"], 600, since, p) and
+           counting_down(p.rows["192.0.2.233/32"]["full_s"], 100, since, p), p.rows)
+    expect((p.count("banned"), p.count("forgotten"), p.count("aborted")) == (2, 1, 0), p.header)
+
+    before = env.proc("smtp_limit")
+    first = "{\n+192.0.2.234 600\n"
+    got, t = txn_steps(env, "smtp_limit", [first, "-192.0.2.231\nbogus\n", "}\n"])
+    expect(got == [f"OK {len(first)}", "ERR EINVAL", "ERR EIO"], f"a bad line in write 2: {got}")
+    expect_same_state(before, t[-1])
+    expect(t[-1].count("aborted") == 1, t[-1].header)
+
+    mark = dmesg_mark()
+    first = "{\n+192.0.2.235 600\n/\n"
+    got, t = txn_steps(env, "smtp_limit", [first])
+    expect(got == [f"OK {len(first)}"] and set(t[1].rows) == set(before.rows),
+           f"open: {got} {sorted(t[1].rows)}")
+    expect(t[1].count("aborted") == 2 and t[1].count("flushes") == 0,
+           f"a close without }}: {t[1].header}")
+    expect("ipt_smtplimit/smtp_limit: a transaction" in dmesg_since(mark), "logged")
+    for bad in ("{\n{\n}\n", "}\n", "+192.0.2.236 60\n}\n"):
+        expect(env.write("smtp_limit", bad) == "ERR EINVAL", f"{bad!r}")
+    expect_same_state(before, env.proc("smtp_limit"))
+
+
+def test_proto_restore_through_transaction(env):
+    """A restore larger than one write (20,000 ">" and "=" lines, 420 kB,
+    four of cat's chunks) through { ... }: every line applied once, at }.
+    Backend-independent (proc writes only): run once, on legacy."""
+    if env.backend != "legacy":
+        return
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
+    lines = [f">240.1.{i // 250}.{i % 250} 900.5" if i % 2 else
+             f"=240.1.{i // 250}.{i % 250} 1200.25" for i in range(20000)]
+    data = "{\n" + "\n".join(lines) + "\n}\n"
+    expect(len(data) > 3 * 131072, f"{len(data)} bytes")
+    rc, err = cat_into(env, "smtp_limit", data)
+    expect(rc == 0, f"cat: {rc} {err}")
+    p = env.proc("smtp_limit")
+    bans = [r for r in p.rows.values() if r["ban"]]
+    expect(len(p.rows) == 20000 and len(bans) == 10000, f"{len(p.rows)} rows, {len(bans)} bans")
+    expect(all(880 <= r["next_s"] <= 901 for r in bans), "bans of 900.5 s")
+    expect((p.count("banned"), p.count("aborted")) == (10000, 0), p.header)
+
+
+def test_proto_refused_write_changes_nothing(env):
+    """A write refused with ENOSPC changes nothing: sources it names that
+    were tracked keep their state, none is evicted, none created. In a
+    table of 4 owing sources, emptying all four and banning a fifth needs a
+    fifth place (each named source is kept for its own command); in a table
+    full of bans, a forget does not make room for a ban in the same write."""
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2",
+                "--smtplimit-htable-max", "4")
+    four = [f"192.0.2.{240 + i}" for i in range(4)]
+    for a in four:
+        expect(env.connect(a) == "P", a)
+    before = env.proc("smtp_limit")
+    data = "".join(f"+{a}\n" for a in four) + "+192.0.2.250 600\n"
+    expect(env.write("smtp_limit", data) == "ERR ENOSPC", "five sources, four places")
+    expect_same_state(before, env.proc("smtp_limit"))
+    wrote(env, "smtp_limit", f"+{four[0]}\n+192.0.2.250 600\n")
+    p = env.proc("smtp_limit")
+    expect(p.rows[f"{four[0]}/32"]["tokens"] <= 0.001 and p.rows["192.0.2.250/32"]["ban"] and
+           p.count("evicted") == 1 and len(p.rows) == 4, f"{p.rows} {p.header}")
+    wrote(env, "smtp_limit", "".join(f"+{a} 600\n" for a in four[1:]))
+    before = env.proc("smtp_limit")
+    expect(all(r["ban"] for r in before.rows.values()) and len(before.rows) == 4, before.rows)
+    got = env.write("smtp_limit", f"-{four[1]}\n~{four[2]}\n>{four[3]} 9000\n+192.0.2.251 600\n")
+    expect(got == "ERR ENOSPC", f"a table full of bans: {got}")
+    expect_same_state(before, env.proc("smtp_limit"))
+    expect(all(r["ban"] for r in env.proc("smtp_limit").rows.values()), "bans kept")
 
 
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]

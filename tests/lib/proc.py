@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """The smtplimit proc file as the tests read it: the header line
 ("# NAME: key value key value ..."), the column line, then one row per
-tracked source (source tokens next_s full_s passed denied). Header values
+tracked source (source tokens next_s full_s passed denied ban). Header values
 stay strings ("entries" is "N/MAX"); count() and entries() make numbers.
 A file not of that form raises ValueError. write() is one write of
 commands to it, whose result is the test."""
@@ -10,7 +10,7 @@ import os
 import re
 import time
 
-COLUMNS = ["source", "tokens", "next_s", "full_s", "passed", "denied"]
+COLUMNS = ["source", "tokens", "next_s", "full_s", "passed", "denied", "ban"]
 _HEADER = re.compile(r"# (\S+): (.*)")
 
 
@@ -55,7 +55,7 @@ class Table:
                 raise ValueError(f"bad line {line!r}")
             self.rows[f[0]] = dict(tokens=float(f[1]), next_s=int(f[2]),
                                    full_s=int(f[3]), passed=int(f[4]),
-                                   denied=int(f[5]))
+                                   denied=int(f[5]), ban={"yes": True, "no": False}[f[6]])
 
     def count(self, key):
         return int(self.header[key])

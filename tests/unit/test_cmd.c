@@ -141,7 +141,6 @@ static void gen_mutated(char *buf, size_t *n, size_t size, bool ipv4)
 	case 1:
 		memmove(buf + pos + 1, buf + pos, len - pos + 1);
 		buf[pos] = alphabet[rnd(sizeof(alphabet) - 1)];
-		len++;
 		break;
 	default:
 		if (pos < len)

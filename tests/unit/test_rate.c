@@ -433,6 +433,53 @@ static void test_ban(void)
 	CHECK(v.next_s == XT_SMTPLIMIT_BAN_MAX, "a ban of a year");
 }
 
+/* ">ADDR S", "~ADDR" and "=ADDR S": protocol version 2's arithmetic. */
+static void test_protocol2(void)
+{
+	struct smtplimit_clock c = clock_for(250);
+	struct smtplimit_bucket b = rule_for(&c, 48, 2);	/* 2/hour */
+	struct smtplimit_bucket s = strict_for(&c, 48, 2);
+	u64 sec = c.units_per_sec, now = (u64)-100 * sec;	/* wraps soon */
+	u64 tat, ban = smtplimit_ban(now, &b, &c, 3600);
+	struct smtplimit_view v;
+
+	CHECK(smtplimit_ms_units(&c, 1500) == sec + sec / 2 &&
+	      smtplimit_ms_units(&c, (u64)XT_SMTPLIMIT_BAN_MAX * 1000) ==
+	      (u64)XT_SMTPLIMIT_BAN_MAX * sec, "milliseconds in clock units");
+	tat = smtplimit_ban_at_least(now, now, &b, &c, 600000);
+	smtplimit_view(tat, now, &b, &c, &v);
+	CHECK(v.next_s == 600 && v.full_s == 2400,
+	      ">ADDR 600 on a full bucket: next_s 600 (got %llu %llu)", v.next_s,
+	      v.full_s);
+	CHECK(smtplimit_ban_at_least(ban, now, &b, &c, 600000) == ban,
+	      ">ADDR 600 keeps a ban of 3600");
+	CHECK(smtplimit_ban_at_least(ban, now, &b, &c, 7200500) ==
+	      now + 7200 * sec + sec / 2 + b.tolerance, ">ADDR 7200.5 lengthens it");
+	tat = now + 4000 * sec;
+	CHECK(smtplimit_ban_at_least(tat, now, &b, &c, 1000) == tat,
+	      ">ADDR 1 keeps a later full time");
+
+	CHECK(smtplimit_lift(ban, now, &b) == now + 2 * b.interval,
+	      "~ADDR: a ban of 3600 keeps an empty bucket's debt");
+	smtplimit_view(smtplimit_lift(ban, now, &b), now, &b, &c, &v);
+	CHECK(v.tokens_milli == 0 && v.next_s == 1800,
+	      "~ADDR: 0 tokens, next in T (got %lld %llu)", v.tokens_milli, v.next_s);
+	tat = now + 60 * sec;
+	CHECK(smtplimit_lift(tat, now, &b) == tat, "~ADDR keeps a smaller debt");
+
+	tat = smtplimit_set_full(now, now, &b, &c, 1234567);
+	CHECK(tat == now + smtplimit_ms_units(&c, 1234567),
+	      "=ADDR 1234.567 on a full bucket: full in 1234.567 s");
+	CHECK(smtplimit_set_full(ban, now, &b, &c, 1000) == ban,
+	      "=ADDR 1 keeps a later full time");
+	CHECK(smtplimit_set_full(now, now, &b, &c, 86400000) == now + 2 * b.interval,
+	      "=ADDR 86400: capped at burst * T");
+	CHECK(smtplimit_set_full(now, now, &s, &c, 86400000) == now + 4 * s.interval,
+	      "=ADDR 86400, strict: capped at 2 * burst * T");
+	CHECK(smtplimit_set_full(now - 10 * sec, now, &b, &c, 5000) == now + 5 * sec,
+	      "=ADDR 5 on a bucket full since: full in 5 s, across the wrap");
+}
+
 static void test_interval_precision(void)
 {
 	unsigned int i, n, worst_n = 0;
@@ -511,6 +558,7 @@ int main(void)
 	test_reload();
 	test_strict();
 	test_ban();
+	test_protocol2();
 	test_interval_precision();
 	test_names();
 	printf("unit: %u passed, %u failed\n", passed, failed);

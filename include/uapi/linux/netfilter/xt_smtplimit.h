@@ -34,12 +34,14 @@ enum {
 #define XT_SMTPLIMIT_F_ALL	(XT_SMTPLIMIT_F_ABOVE | XT_SMTPLIMIT_F_STRICT)
 
 /*
- * Writing /proc/net/ip{,6}t_smtplimit/NAME: one write() holds whole lines of
- * "-ADDR[/LEN]" (forget), "+ADDR[ SECONDS]" (ban) or "/" (flush).
+ * Writing /proc/net/ip{,6}t_smtplimit/NAME: lines of commands, their syntax
+ * in kernel/smtplimit_cmd.h; one write() is applied whole or not at all, and
+ * so is a transaction, the writes from "{" to "}".
  */
 #define XT_SMTPLIMIT_WRITE_MAX		(128 * 1024)	/* bytes per write() */
 #define XT_SMTPLIMIT_LINE_MAX		64	/* bytes per line, without '\n' */
 #define XT_SMTPLIMIT_BAN_MAX		31536000U	/* seconds: a year */
+#define XT_SMTPLIMIT_TXN_MAX		(1U << 20)	/* commands held by "{" */
 
 struct xt_smtplimit_priv;
 
