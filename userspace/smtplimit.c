@@ -187,7 +187,7 @@ static const char *row_get(const struct table *t, const struct row *r,
 static void read_table(struct table *t, const char *name, bool ipv4)
 {
 	char path[256], *line = NULL, **w;
-	size_t cap = 0, n, i, lineno = 0;
+	size_t cap = 0, i, lineno = 0;
 	FILE *f;
 
 	memset(t, 0, sizeof(*t));
@@ -203,6 +203,7 @@ static void read_table(struct table *t, const char *name, bool ipv4)
 	}
 	while (getline(&line, &cap, f) > 0) {
 		char *copy = xstrdup(line);
+		size_t n;
 
 		lineno++;
 		n = split(copy, &w);
@@ -549,12 +550,13 @@ static void metric_samples(const struct table *t, size_t n, const char *metric,
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		const char *v = hdr_get(&t[i], key), *slash;
+		const char *v = hdr_get(&t[i], key);
 
 		if (!v)
 			continue;
 		if (part >= 0) {	/* entries N/MAX: part 0 or 1 */
-			slash = strchr(v, '/');
+			const char *slash = strchr(v, '/');
+
 			if (!slash)
 				continue;
 			v = part ? slash + 1 : v;
@@ -755,12 +757,11 @@ static int cmd_save(int argc, char **argv, int fam)
 	struct table *t = NULL;
 	size_t n = 0, i, r;
 	char when[32], addr[64];
-	int a;
 
 	if (!argc) {
 		n = select_tables(NULL, fam, &t);
 	} else {
-		for (a = 0; a < argc; a++) {
+		for (int a = 0; a < argc; a++) {
 			struct table *one;
 			size_t k = select_tables(argv[a], fam, &one);
 
