@@ -2,16 +2,18 @@
 /*
  * The proc file of each table, /proc/net/ipt_smtplimit/<name> and
  * /proc/net/ip6t_smtplimit/<name>: the read, a sorted copy of the live
- * entries, and the write, commands that forget, ban or flush sources.
+ * entries, and the write, commands (smtplimit_cmd.h) that forget, ban, lift,
+ * set or flush sources, a write or a transaction at a time, all or nothing.
  *
  * Locking: a read takes no table-wide lock: it walks the table under RCU
  * (smtplimit_walk()) and takes each entry's lock to copy it. A write is
  * parsed and given its memory before it takes the table's write_mutex, which
  * serialises the writes to one table; under it, entries are changed under
- * their own locks as smtplimit_table.h describes. The line a write left
- * unterminated is kept in the open file's smtplimit_seq under its
- * write_lock, taken for the whole write before the table's write_mutex.
- * Both run in process context and may sleep.
+ * their own locks as smtplimit_table.h describes, and the entries a unit
+ * sets are held (entry->held) until it is done. The line a write left
+ * unterminated and a transaction's commands are kept in the open file's
+ * smtplimit_seq under its write_lock, taken for the whole write before the
+ * table's write_mutex. Both run in process context and may sleep.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
