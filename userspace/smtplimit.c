@@ -778,10 +778,11 @@ static int cmd_save(int argc, char **argv, int fam)
 	       "# full again (full) or its ban ends (ban), UTC.\n");
 	for (i = 0; i < n; i++) {
 		/*
-		 * Times are from the start of the table's read, rounded up: a
-		 * restore may grant a second less, never more.
+		 * Times are from the second the table's read began, rounded
+		 * down, plus full_s (or next_s), which the module rounds up:
+		 * the saved time is within a second of the true one.
 		 */
-		time_t base = t[i].wall.tv_sec + (t[i].wall.tv_nsec ? 1 : 0);
+		time_t base = t[i].wall.tv_sec;
 
 		printf("table %s %s\n", t[i].name, family(t[i].ipv4));
 		for (r = 0; r < t[i].nrows; r++) {
