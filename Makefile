@@ -28,6 +28,8 @@ SHARED_HDR := kernel/smtplimit_rate.h userspace/smtplimit_parse.h \
 CMD_SRC := kernel/smtplimit_cmd.c
 CMD_HDR := kernel/smtplimit_cmd.h include/uapi/linux/netfilter/xt_smtplimit.h
 PLUGIN := userspace/libxt_smtplimit.so
+# The admin command, with the module's own parser of the proc commands.
+ADMIN := userspace/smtplimit
 MANPAGE := userspace/xt_smtplimit.8
 UNIT := tests/unit/test_rate
 UNIT_CMD := tests/unit/test_cmd
@@ -57,7 +59,10 @@ module:
 	@echo "module: building for $(KVER) against $(KDIR)$(KDIR_NOTE)"
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
 
-plugin: $(PLUGIN) $(MANPAGE)
+plugin: $(PLUGIN) $(MANPAGE) $(ADMIN)
+
+$(ADMIN): userspace/smtplimit.c $(CMD_SRC) $(CMD_HDR)
+	$(CC) $(CFLAGS) $(WARN) -std=c11 -Iinclude/uapi -Ikernel -o $@ userspace/smtplimit.c $(CMD_SRC) -lm
 
 # The standalone man page is the extension's fragment with a title.
 $(MANPAGE): userspace/libxt_smtplimit.man
@@ -147,6 +152,8 @@ install: all
 	depmod -a $(KVER)
 	install -D -m 0644 $(PLUGIN) $(DESTDIR)$(XTLIBDIR)/libxt_smtplimit.so
 	install -D -m 0644 $(MANPAGE) $(DESTDIR)/usr/share/man/man8/xt_smtplimit.8
+	install -D -m 0755 $(ADMIN) $(DESTDIR)/usr/sbin/smtplimit
+	install -D -m 0644 userspace/smtplimit.8 $(DESTDIR)/usr/share/man/man8/smtplimit.8
 
 dkms-install:
 	rm -rf $(DKMS_SRC)
@@ -165,10 +172,11 @@ uninstall:
 	depmod -a $(KVER)
 	rm -f $(DESTDIR)$(XTLIBDIR)/libxt_smtplimit.so
 	rm -f $(DESTDIR)/usr/share/man/man8/xt_smtplimit.8
+	rm -f $(DESTDIR)/usr/sbin/smtplimit $(DESTDIR)/usr/share/man/man8/smtplimit.8
 
 clean:
 	-$(MAKE) -C $(KDIR) M=$(CURDIR) clean 2>/dev/null
-	rm -f $(PLUGIN) $(MANPAGE) $(UNIT) $(UNIT_CMD) $(SEND6)
+	rm -f $(PLUGIN) $(MANPAGE) $(ADMIN) $(UNIT) $(UNIT_CMD) $(SEND6)
 	-$(MAKE) -C tests/fuzz clean
 
 # Debian packages xt-smtplimit-dkms and iptables-smtplimit (debian/), built in
