@@ -141,6 +141,7 @@ bench:
 
 check:
 	@scripts/install-deps --quiet
+	@scripts/install-demo-deps --quiet
 	@tests/run-all
 
 demo:

@@ -6,10 +6,7 @@ refusals (bad address, missing table, no CAP_NET_ADMIN), metrics, save and
 restore, across an rmmod and insmod of the module too.
 
 The command runs from the root namespace with -n SERVER, so -n is tested
-throughout. The proc commands of protocol version 2 (">", "~", "=", "{}",
-the listing's ban column) arrive with the module that has them: against a
-module without them, the tests that need them check that the command's
-refusal is clear and changes nothing, and say so in their output.
+throughout.
 
     test_admin.py [--backend legacy|nft] [TEST...]"""
 import argparse
@@ -22,6 +19,7 @@ import time
 import traceback
 
 from lib import proc
+from lib.netns import SRV4
 from lib.run import sh
 from test_smtplimit import MODULE, Env, expect, limit_rules, poll
 
@@ -60,12 +58,6 @@ def raw_proc(env, name, v6=False):
         f = line.split()
         rows[f[0]] = dict(zip(cols, f))
     return header, cols, rows
-
-
-def has_v2(env, name="smtp_limit"):
-    """Whether the module speaks protocol version 2 (its listing has the
-    ban column)."""
-    return "ban" in raw_proc(env, name)[1]
 
 
 def typed(v):
@@ -189,7 +181,7 @@ def test_read(env):
 
 
 def test_write(env):
-    """ban with and without seconds, unban (v2), unban --forget, flush:
+    """ban with and without seconds, unban (lifting, keeping the debt), unban --forget, flush:
     each seen in the proc file and the traffic; bad lines, a missing
     table and a missing CAP_NET_ADMIN refused before writing."""
     limit_rules(env, *RATE)
@@ -221,20 +213,14 @@ def test_write(env):
             want=["CAP_NET_ADMIN", "smtp_limit"])
     expect(set(raw_proc(env, "smtp_limit")[2]) == set(before), "refusals changed nothing")
 
-    if has_v2(env):
-        expect(before["192.0.2.50/32"]["ban"] == "yes" and
-               before["192.0.2.51/32"]["ban"] == "no", before)
-        cmd(env, "unban", "smtp_limit", "192.0.2.0/24")
-        rows = raw_proc(env, "smtp_limit")[2]
-        a, b = rows["192.0.2.50/32"], rows["192.0.2.51/32"]
-        expect(a["ban"] == "no" and int(a["next_s"]) <= T and int(a["full_s"]) <= 2 * T, a)
-        expect(int(b["full_s"]) <= int(before["192.0.2.51/32"]["full_s"]), (b, before))
-        expect(env.connect("192.0.2.50") == "R", "the debt remains")
-    else:
-        refused(env, "unban", "smtp_limit", "192.0.2.50", want=["refused", "smtp_limit"])
-        rows = raw_proc(env, "smtp_limit")[2]
-        expect(int(rows["192.0.2.50/32"]["next_s"]) > 500, "the refused unban changed nothing")
-        print("# unban: this module has no ~ADDR (protocol v1): its refusal checked")
+    expect(before["192.0.2.50/32"]["ban"] == "yes" and
+           before["192.0.2.51/32"]["ban"] == "no", before)
+    cmd(env, "unban", "smtp_limit", "192.0.2.0/24")
+    rows = raw_proc(env, "smtp_limit")[2]
+    a, b = rows["192.0.2.50/32"], rows["192.0.2.51/32"]
+    expect(a["ban"] == "no" and int(a["next_s"]) <= T and int(a["full_s"]) <= 2 * T, a)
+    expect(int(b["full_s"]) <= int(before["192.0.2.51/32"]["full_s"]), (b, before))
+    expect(env.connect("192.0.2.50") == "R", "the debt remains")
 
     cmd(env, "unban", "--forget", "smtp_limit", "192.0.2.50")
     rows = raw_proc(env, "smtp_limit")[2]
@@ -282,14 +268,6 @@ def from_iso(s):
     return calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ"))
 
 
-def refused_v1(env, text):
-    """On a module without protocol v2 a restore is refused as a whole:
-    exit 1 naming the table, nothing applied."""
-    r = restore(env, text, check=False)
-    expect(r.returncode == 1 and "refused" in r.stderr and "smtp_limit" in r.stderr, r.stderr)
-    expect(raw_proc(env, "smtp_limit")[2] == {}, "nothing half applied")
-
-
 def test_restore(env):
     """A file with one bad line, or for a missing table, is refused whole,
     naming the line, and changes nothing. The remaining time granted: the
@@ -309,10 +287,6 @@ def test_restore(env):
     r = restore(env, text.replace("# smtplimit save at", "# a save at"), check=False)
     expect(r.returncode == 1 and "smtplimit save" in r.stderr, r.stderr)
     expect(raw_proc(env, "smtp_limit")[2] == {}, "a refused restore changed nothing")
-    if not has_v2(env):
-        refused_v1(env, text)
-        print("# restore: this module has no =, > and {} (protocol v1): its refusal checked")
-        return
     restore(env, text)
     rows = raw_proc(env, "smtp_limit")[2]
     gone = time.time() - now + 1
@@ -357,13 +331,59 @@ def rules_gone_rmmod():
     return False
 
 
+def test_metrics_node_exporter(env):
+    """The package's metrics unit command (userspace/smtplimit-state
+    metrics) into a textfile directory, Debian's real node_exporter reading
+    it, scraped over the guest's veth: each smtplimit metric there has the
+    value of the proc header read just before."""
+    setup(env)
+    prom = env.ns(env.srv, "mktemp", "-d").stdout.strip()
+    # The unit runs in the namespace of its tables: here, the server's.
+    env.ns(env.srv, "env", f"SMTPLIMIT_PROM_DIR={prom}", f"SMTPLIMIT={SMTPLIMIT}",
+           os.path.join(HERE, "../../userspace/smtplimit-state"), "metrics")
+    files = env.ns(env.srv, "ls", "-a", prom).stdout.split()
+    expect(files == [".", "..", "smtplimit.prom"], f"textfile directory: {files}")
+    headers = {f: raw_proc(env, "smtp_limit", f == "ipv6")[0] for f in ("ipv4", "ipv6")}
+    exporter = subprocess.Popen(
+        ["ip", "netns", "exec", env.srv, "prometheus-node-exporter",
+         "--collector.disable-defaults", "--collector.textfile",
+         f"--collector.textfile.directory={prom}",
+         f"--web.listen-address={SRV4}:9100"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def scrape():
+            r = env.ns(env.cli, "python3", "-c",
+                       "import sys, urllib.request; sys.stdout.write(urllib.request."
+                       f"urlopen('http://{SRV4}:9100/metrics', timeout=5).read().decode())",
+                       check=False)
+            return r.stdout if r.returncode == 0 else None
+        text = poll(scrape, 20, 0.5)
+        expect(text, "node_exporter did not answer on port 9100")
+    finally:
+        exporter.kill()
+        exporter.wait()
+    expect("node_textfile_scrape_error 0" in text, "textfile collector error")
+    ours = "\n".join(l for l in text.splitlines() if "smtplimit_" in l and
+                     not l.startswith("node_textfile_mtime_seconds"))
+    type_, samples = parse_metrics(ours)
+    for fam, header in headers.items():
+        n, m = proc.entries(header)
+        expect(samples[("smtplimit_entries", "smtp_limit", fam)] == n, samples)
+        expect(samples[("smtplimit_maximum", "smtp_limit", fam)] == m, samples)
+        for k in ("passed", "denied", "created", "banned", "evicted", "untracked"):
+            got = samples.get((f"smtplimit_{k}_total", "smtp_limit", fam))
+            expect(got == int(header[k]), f"smtplimit_{k}_total {fam}: {got} != {header[k]}")
+            expect(type_[f"smtplimit_{k}_total"] == "counter", type_)
+    expect(samples[("smtplimit_denied_total", "smtp_limit", "ipv4")] == 1, samples)
+    print(f"#   node_exporter served {len(samples)} smtplimit samples")
+
+
 def test_save_restore_reload(env):
     """Issue 16 part 2: an attacker at 0 tokens, a ban of 600 s, an IPv6
     /64; save; rules and module removed, loaded again; restore: the
     attacker is refused with next_s within 2 s of what it was less the
-    time elapsed, the ban is a ban, the /64 is there (v2)."""
+    time elapsed, the ban is a ban, the /64 is there."""
     setup(env)
-    v2 = has_v2(env)
     cmd(env, "ban", "smtp_limit", "198.51.100.7", "600")
     t0 = time.monotonic()
     before = raw_proc(env, "smtp_limit")[2]
@@ -378,10 +398,6 @@ def test_save_restore_reload(env):
     env.restore(rules4)
     env.restore(rules6, v6=True)
     expect(raw_proc(env, "smtp_limit")[2] == {}, "a new module starts empty")
-    if not v2:
-        refused_v1(env, text)
-        print("# reload: this module has no = and > (protocol v1): its refusal checked")
-        return
     restore(env, text)
     t1 = time.monotonic()
     after = raw_proc(env, "smtp_limit")[2]
