@@ -770,6 +770,7 @@ smtplimit_table_create(struct smtplimit_net *sn, struct net *net, u8 family,
 	INIT_LIST_HEAD(&t->rules);
 	INIT_DEFERRABLE_WORK(&t->gc_work, smtplimit_gc);
 	mutex_init(&t->write_mutex);
+	mutex_init(&t->snap_mutex);
 	spin_lock_init(&t->rule_lock);
 	t->sn = sn;
 	t->net = net;
@@ -819,11 +820,13 @@ void smtplimit_table_destroy(struct smtplimit_table *t)
 	hlist_del(&t->node);
 	if (dir)
 		remove_proc_entry(t->name, dir);
+	smtplimit_proc_table_exit(t);
 	cancel_delayed_work_sync(&t->gc_work);
 	atomic_sub(atomic_read(&t->count), &t->sn->entries);
 	rhashtable_free_and_destroy(&t->ht, smtplimit_entry_free_at_destroy,
 				    smtplimit_cache(t));
 	free_percpu(t->stats);
 	mutex_destroy(&t->write_mutex);
+	mutex_destroy(&t->snap_mutex);
 	kfree(t);
 }

@@ -52,6 +52,11 @@ module_param_named(netns_max_entries, smtplimit_netns_max_entries, uint, 0644);
 MODULE_PARM_DESC(netns_max_entries,
 		 "most sources tracked by all tables of one network namespace together (default 4194304)");
 
+unsigned int smtplimit_proc_snapshot_ms __read_mostly = 1000;
+module_param_named(proc_snapshot_ms, smtplimit_proc_snapshot_ms, uint, 0644);
+MODULE_PARM_DESC(proc_snapshot_ms,
+		 "how long the readers of a proc file share one copy of its table, in ms (default 1000)");
+
 /* Set at load from HZ: the units of every TAT. */
 struct smtplimit_clock smtplimit_clock __read_mostly;
 
