@@ -76,7 +76,7 @@ struct smtplimit_row {
 struct smtplimit_snap {
 	struct kref ref;		/* t->snap's, and each reader's */
 	struct smtplimit_table *table;
-	unsigned long built;		/* jiffies when it was taken */
+	unsigned long built;		/* jiffies when its build ended */
 	int gen;			/* t->snap_gen before the copy */
 	struct smtplimit_stats sum;	/* the header's counters */
 	u64 now;			/* the moment the rows were copied */
@@ -245,7 +245,6 @@ static struct smtplimit_snap *smtplimit_snap_build(struct smtplimit_table *t,
 	kref_init(&snap->ref);
 	snap->table = t;
 	snap->gen = gen;
-	snap->built = jiffies;
 	snap->now = smtplimit_now();
 	smtplimit_stats_sum(t, &snap->sum);
 	snap->rate = smtplimit_table_rate(t, &snap->bucket);
@@ -287,6 +286,8 @@ static struct smtplimit_snap *smtplimit_snap_build(struct smtplimit_table *t,
 	 * that took its place; the table never held more than its places.
 	 */
 	snap->live = min_t(u32, n, atomic_read(&t->count));
+	/* Its life runs from here: a build may outlast proc_snapshot_ms. */
+	snap->built = jiffies;
 	atomic_inc(&t->snaps);
 	return snap;
 
