@@ -1296,6 +1296,65 @@ def test_readers_read_one_picture(env):
     expect(set(now.rows) == {"192.0.2.93/32"}, f"after the flush: {len(now.rows)} rows")
 
 
+HOLDER = """
+import os, sys
+fds = []
+for line in sys.stdin:
+    if line.startswith("open"):
+        fds.append(os.open(sys.argv[1], os.O_RDONLY))
+        text = os.read(fds[-1], 1)
+        if line.split()[1:] == ["whole"]:
+            while chunk := os.read(fds[-1], 65536):
+                text += chunk
+        sys.stdout.write(f"{len(text)}\\n" + text.decode() + "\\0\\n")
+    else:
+        for fd in fds:
+            os.close(fd)
+        fds = []
+        print("closed")
+    sys.stdout.flush()
+"""
+
+
+def test_unprivileged_readers_hold_two_copies(env):
+    """Readers without CAP_NET_ADMIN make a table hold two copies at most:
+    while one replaced copy is still read, a new reader shares the newest
+    instead of taking a third, even after a write. An administrator's read
+    still takes a new one, and once the old copies are let go, the next
+    unprivileged reader shares that."""
+    limit_rules(env, "--smtplimit", "2/h")
+    r = subprocess.Popen(["ip", "netns", "exec", env.srv, *NOBODY, PY, "-c", HOLDER,
+                          env.proc_path("smtp_limit")], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+
+    def ask(cmd):
+        r.stdin.write(cmd + "\n")
+        r.stdin.flush()
+        if cmd == "close":
+            return r.stdout.readline()
+        r.stdout.readline()
+        text = ""
+        while not text.endswith("\0\n"):
+            text += r.stdout.readline()
+        return text[:-2]
+
+    try:
+        for a in ("95", "96"):
+            wrote(env, "smtp_limit", f"+192.0.2.{a} 600\n")
+            expect(ask("open") == "#", "an unprivileged reader's first byte")
+        wrote(env, "smtp_limit", "+192.0.2.97 600\n")
+        third = proc.Table(ask("open whole"))
+        expect(set(third.rows) == {"192.0.2.95/32", "192.0.2.96/32"},
+               f"a third reader shares the second copy: {sorted(third.rows)}")
+        expect("192.0.2.97/32" in env.proc("smtp_limit").rows, "an administrator's read")
+        expect(ask("close") == "closed\n", "closed")
+        again = proc.Table(ask("open whole"))
+        expect(len(again.rows) == 3, f"after the old copies went: {sorted(again.rows)}")
+    finally:
+        r.kill()
+        r.wait()
+
+
 def test_read_sees_write_at_once(env):
     """A read begun after a write returned shows it, whoever reads: the
     shared copy is dropped by every write. An administrator's read also
