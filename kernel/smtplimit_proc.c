@@ -2,10 +2,14 @@
 /*
  * The proc file of each table, /proc/net/ipt_smtplimit/<name> and
  * /proc/net/ip6t_smtplimit/<name>: the read, a sorted copy of the live
- * entries, and the write, commands that forget, ban or flush sources.
+ * entries shared by the table's readers, and the write, commands that
+ * forget, ban or flush sources.
  *
- * Locking: a read takes no table-wide lock: it walks the table under RCU
- * (smtplimit_walk()) and takes each entry's lock to copy it. A write is
+ * Locking: a read takes no lock over the entries: it walks the table under
+ * RCU (smtplimit_walk()) and takes each entry's lock to copy it. The table's
+ * snap_mutex guards its cached copy and is held while one is built, so that
+ * readers arriving meanwhile wait for it and share it; each copy is
+ * refcounted (its readers and the cache) and freed at the last put. A write is
  * parsed and given its memory before it takes the table's write_mutex, which
  * serialises the writes to one table; under it, entries are changed under
  * their own locks as smtplimit_table.h describes. The line a write left
