@@ -34,9 +34,11 @@
  * 12. ">ADDR S" shortening a ban: it sets the ban to S even when a longer
  *    one is there;
  * 13. a transaction applied at close: a proc file closed after "{" without
- *    "}" applies the commands held instead of dropping them.
+ *    "}" applies the commands held instead of dropping them;
  * 14. the userns ceiling not applied: a table of a non-initial user
  *    namespace keeps the htable-max its rules ask for.
+ * 15. each reader its own copy: a proc reader never shares the table's
+ *    cached copy, so every open file reading holds one.
  */
 #ifndef _SMTPLIMIT_MUTANT_H
 #define _SMTPLIMIT_MUTANT_H
@@ -44,8 +46,8 @@
 #ifndef SMTPLIMIT_MUTANT
 #define SMTPLIMIT_MUTANT 0
 #endif
-#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 14
-#error "SMTPLIMIT_MUTANT: no such mutant (0 to 14)"
+#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 15
+#error "SMTPLIMIT_MUTANT: no such mutant (0 to 15)"
 #endif
 
 #define SMTPLIMIT_MUTANT_IS(n) (SMTPLIMIT_MUTANT == (n))

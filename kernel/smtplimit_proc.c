@@ -2,11 +2,15 @@
 /*
  * The proc file of each table, /proc/net/ipt_smtplimit/<name> and
  * /proc/net/ip6t_smtplimit/<name>: the read, a sorted copy of the live
- * entries, and the write, commands (smtplimit_cmd.h) that forget, ban, lift,
- * set or flush sources, a write or a transaction at a time, all or nothing.
+ * entries shared by the table's readers, and the write, commands
+ * (smtplimit_cmd.h) that forget, ban, lift, set or flush sources, a write or
+ * a transaction at a time, all or nothing.
  *
- * Locking: a read takes no table-wide lock: it walks the table under RCU
- * (smtplimit_walk()) and takes each entry's lock to copy it. A write is
+ * Locking: a read takes no lock over the entries: it walks the table under
+ * RCU (smtplimit_walk()) and takes each entry's lock to copy it. The table's
+ * snap_mutex guards its cached copy and is held while one is built, so that
+ * readers arriving meanwhile wait for it and share it; each copy is
+ * refcounted (its readers and the cache) and freed at the last put. A write is
  * parsed and given its memory before it takes the table's write_mutex, which
  * serialises the writes to one table; under it, entries are changed under
  * their own locks as smtplimit_table.h describes, and the entries a unit
@@ -20,13 +24,13 @@
 #include <linux/capability.h>
 #include <linux/inet.h>
 #include <linux/kernel.h>
+#include <linux/kref.h>
 #include <linux/mm.h>
 #include <linux/percpu.h>
 #include <linux/proc_fs.h>
 #include <linux/sched.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
-#include <linux/sort.h>
 #include <linux/uaccess.h>
 #include <net/net_namespace.h>
 
@@ -37,11 +41,11 @@
 /* The read */
 
 /*
- * One file per table. Reading position 0 copies the live entries into
- * a private array sorted by address, and the read lists that copy: each
- * source once, all figures against one now, however slowly the reader goes.
- * The copy is not atomic: an entry created while the copy is taken may be
- * in it, an entry freed meanwhile may still be.
+ * One file per table. Reading position 0 takes a reference on a copy of the
+ * live entries sorted by address, with the header's figures, and the read
+ * lists that copy: each source once, all figures against one now, however
+ * slowly the reader goes. The copy is not atomic: an entry created while the
+ * copy is taken may be in it, an entry freed meanwhile may still be.
  *
  * An rhashtable walk meets every entry present throughout at least once,
  * some twice: it starts over from the first bucket when the table is
@@ -50,8 +54,21 @@
  * would show those sources twice; the copy keeps everything the walk met
  * (starting it over would lose entries not yet moved to the new table),
  * and the sort puts each repeat next to its twin, to be dropped.
- * A table of N sources costs a reader N rows of memory while it is open,
- * charged to the reader and freed when it reaches the end.
+ *
+ * The readers of a table share its copies, so that opening the file many
+ * times and reading a byte from each pins one copy, not one per file. The
+ * table caches its newest copy (t->snap); a reader reaching position 0 shares
+ * it while it is younger than proc_snapshot_ms and no proc write has
+ * completed since it was taken (t->snap_gen), else builds a new one that
+ * replaces it. A reader with CAP_NET_ADMIN over the table's netns (who may
+ * write it) shares a young copy only if the header's counters, rate and
+ * maximum are unchanged too, so that what its packets did shows at once.
+ * Without CAP_NET_ADMIN, a reader builds no copy while two are held (one
+ * replaced, still being read): it shares the newest, however old. So
+ * readers without the capability hold at most two copies of a table, those
+ * with it one each at most every proc_snapshot_ms of change. A copy is
+ * charged to the memory cgroup of the reader that built it, and freed when
+ * the last of its readers is done and a newer one replaced it.
  */
 
 struct smtplimit_row {
@@ -62,15 +79,25 @@ struct smtplimit_row {
 	bool ban;			/* a ban holds it */
 };
 
-struct smtplimit_seq {
+/* A copy of the table for its readers: header and rows of one moment. */
+struct smtplimit_snap {
+	struct kref ref;		/* t->snap's, and each reader's */
 	struct smtplimit_table *table;
-	struct smtplimit_row *rows;	/* sorted, no address twice */
-	u32 nrows;
-	u32 live;			/* the header's count of entries */
+	unsigned long built;		/* jiffies when its build ended */
+	int gen;			/* t->snap_gen before the copy */
+	struct smtplimit_stats sum;	/* the header's counters */
 	u64 now;			/* the moment the rows were copied */
 	struct smtplimit_bucket bucket;	/* the header's rate and burst */
 	u32 rate;
 	u32 max;
+	u32 live;			/* the header's count of entries */
+	u32 nrows;
+	struct smtplimit_row *rows;	/* sorted, no address twice */
+};
+
+struct smtplimit_seq {
+	struct smtplimit_table *table;
+	struct smtplimit_snap *snap;	/* the copy being read, or NULL */
 	/* The write side: see "The write: lines across writes" below. */
 	struct mutex write_lock;	/* one write of this open file at a time */
 	bool refused;			/* a write was refused: no more */
@@ -83,19 +110,77 @@ struct smtplimit_seq {
 	size_t room;
 };
 
-/* Gives the copy back; the next read of position 0 takes a new one. */
-static void smtplimit_seq_free(struct smtplimit_seq *s)
+static void smtplimit_snap_release(struct kref *ref)
 {
-	kvfree(s->rows);
-	s->rows = NULL;
-	s->nrows = 0;
+	struct smtplimit_snap *snap = container_of(ref, struct smtplimit_snap,
+						   ref);
+
+	atomic_dec(&snap->table->snaps);
+	kvfree(snap->rows);
+	kfree(snap);
 }
 
-static int smtplimit_row_cmp(const void *a, const void *b)
+/* Gives the copy back; the next read of position 0 takes one again. */
+static void smtplimit_seq_free(struct smtplimit_seq *s)
 {
-	const struct smtplimit_row *ra = a, *rb = b;
+	if (s->snap)
+		kref_put(&s->snap->ref, smtplimit_snap_release);
+	s->snap = NULL;
+}
 
-	return memcmp(&ra->addr, &rb->addr, sizeof(ra->addr));
+void smtplimit_proc_table_exit(struct smtplimit_table *t)
+{
+	mutex_lock(&t->snap_mutex);
+	if (t->snap)
+		kref_put(&t->snap->ref, smtplimit_snap_release);
+	t->snap = NULL;
+	mutex_unlock(&t->snap_mutex);
+}
+
+static int smtplimit_row_cmp(const struct smtplimit_row *a,
+			     const struct smtplimit_row *b)
+{
+	return memcmp(&a->addr, &b->addr, sizeof(a->addr));
+}
+
+/* Rows between reschedule points of the sort and the dedup. */
+#define SMTPLIMIT_SORT_BATCH 4096
+
+static void smtplimit_sift_down(struct smtplimit_row *rows, u32 root, u32 n)
+{
+	u32 child;
+
+	while ((child = 2 * root + 1) < n) {
+		if (child + 1 < n &&
+		    smtplimit_row_cmp(&rows[child], &rows[child + 1]) < 0)
+			child++;
+		if (smtplimit_row_cmp(&rows[root], &rows[child]) >= 0)
+			return;
+		swap(rows[root], rows[child]);
+		root = child;
+	}
+}
+
+/*
+ * Heapsort, in place like the kernel's sort(), which never reschedules: a
+ * million rows on one CPU would hold it for seconds (soft lockup, RCU stall).
+ * Each sift-down is O(log n), so a batch of them is short.
+ */
+static void smtplimit_rows_sort(struct smtplimit_row *rows, u32 n)
+{
+	u32 i, done = 0;
+
+	for (i = n / 2; i-- > 0;) {
+		smtplimit_sift_down(rows, i, n);
+		if (++done % SMTPLIMIT_SORT_BATCH == 0)
+			cond_resched();
+	}
+	for (i = n; i-- > 1;) {
+		swap(rows[0], rows[i]);
+		smtplimit_sift_down(rows, 0, i);
+		if (++done % SMTPLIMIT_SORT_BATCH == 0)
+			cond_resched();
+	}
 }
 
 /*
@@ -137,65 +222,168 @@ static bool smtplimit_copy_visit(struct smtplimit_table *t,
 	return !c->overflow;
 }
 
-/* Position 0: the header's figures and the rows, all from one now. */
-static int smtplimit_seq_snapshot(struct smtplimit_seq *s)
+static void smtplimit_stats_sum(struct smtplimit_table *t,
+				struct smtplimit_stats *sum)
 {
-	struct smtplimit_table *t = s->table;
+	int cpu;
+
+	memset(sum, 0, sizeof(*sum));
+	for_each_possible_cpu(cpu) {
+		const struct smtplimit_stats *st = per_cpu_ptr(t->stats, cpu);
+
+		sum->passed += READ_ONCE(st->passed);
+		sum->denied += READ_ONCE(st->denied);
+		sum->evicted += READ_ONCE(st->evicted);
+		sum->untracked += READ_ONCE(st->untracked);
+		sum->created += READ_ONCE(st->created);
+		sum->gc_freed += READ_ONCE(st->gc_freed);
+		sum->forgotten += READ_ONCE(st->forgotten);
+		sum->banned += READ_ONCE(st->banned);
+		sum->flushes += READ_ONCE(st->flushes);
+		sum->cut += READ_ONCE(st->cut);
+		sum->aborted += READ_ONCE(st->aborted);
+	}
+}
+
+/* A new copy of @t: the header's figures and the rows, all from one now. */
+static struct smtplimit_snap *smtplimit_snap_build(struct smtplimit_table *t,
+						   int gen)
+{
 	struct smtplimit_copy c = {};
+	struct smtplimit_snap *snap;
 	struct smtplimit_row *rows;
+	int err = -ENOMEM;
 	u32 i, n;
 
-	smtplimit_seq_free(s);
-	s->now = smtplimit_now();
-	s->rate = smtplimit_table_rate(t, &s->bucket);
-	s->max = READ_ONCE(t->max);
+	snap = kzalloc(sizeof(*snap), GFP_KERNEL_ACCOUNT);
+	if (!snap)
+		return ERR_PTR(-ENOMEM);
+	kref_init(&snap->ref);
+	snap->table = t;
+	snap->gen = gen;
+	snap->now = smtplimit_now();
+	smtplimit_stats_sum(t, &snap->sum);
+	snap->rate = smtplimit_table_rate(t, &snap->bucket);
+	snap->max = READ_ONCE(t->max);
 
 	/* Live entries hold places, so count bounds them but for a race. */
 	c.room = atomic_read(&t->count);
 	c.room += c.room / 8 + 64;
-	c.now = s->now;
+	c.now = snap->now;
 	for (;;) {
 		c.rows = kvmalloc_array(c.room, sizeof(*c.rows),
 					GFP_KERNEL_ACCOUNT);
 		if (!c.rows)
-			return -ENOMEM;
+			goto fail;
 		c.n = 0;
 		c.overflow = false;
 		smtplimit_walk(t, smtplimit_copy_visit, &c);
 		if (!c.overflow)
 			break;
 		kvfree(c.rows);
+		err = -EBUSY;	/* the table would not hold still */
 		if (c.room > XT_SMTPLIMIT_HTABLE_MAX_LIMIT)
-			return -EBUSY;	/* the table would not hold still */
+			goto fail;
 		c.room *= 2;
 	}
 
 	rows = c.rows;
-	sort(rows, c.n, sizeof(*rows), smtplimit_row_cmp, NULL);
-	for (i = 0, n = 0; i < c.n; i++)
+	smtplimit_rows_sort(rows, c.n);
+	for (i = 0, n = 0; i < c.n; i++) {
 		if (n == 0 || smtplimit_row_cmp(&rows[n - 1], &rows[i]))
 			rows[n++] = rows[i];
-	s->rows = rows;
-	s->nrows = n;
+		if (i % SMTPLIMIT_SORT_BATCH == SMTPLIMIT_SORT_BATCH - 1)
+			cond_resched();
+	}
+	snap->rows = rows;
+	snap->nrows = n;
 	/*
 	 * A source evicted while the copy went on may be listed with the one
 	 * that took its place; the table never held more than its places.
 	 */
-	s->live = min_t(u32, n, atomic_read(&t->count));
-	return 0;
+	snap->live = min_t(u32, n, atomic_read(&t->count));
+	/* Its life runs from here: a build may outlast proc_snapshot_ms. */
+	snap->built = jiffies;
+	atomic_inc(&t->snaps);
+	return snap;
+
+fail:
+	kfree(snap);
+	return ERR_PTR(err);
+}
+
+/* Whether a reader, @admin or not, may share @snap: see "The read". */
+static bool smtplimit_snap_fresh(struct smtplimit_table *t,
+				 const struct smtplimit_snap *snap, int gen,
+				 bool admin)
+{
+	unsigned long life = msecs_to_jiffies(READ_ONCE(smtplimit_proc_snapshot_ms));
+	struct smtplimit_bucket bucket;
+	struct smtplimit_stats sum;
+
+	if (SMTPLIMIT_MUTANT_IS(15))
+		return false;
+	if (snap->gen != gen || !time_before(jiffies, snap->built + life))
+		return false;
+	if (!admin)
+		return true;
+	smtplimit_stats_sum(t, &sum);
+	return !memcmp(&sum, &snap->sum, sizeof(sum)) &&
+	       smtplimit_table_rate(t, &bucket) == snap->rate &&
+	       bucket.burst == snap->bucket.burst &&
+	       bucket.strict == snap->bucket.strict &&
+	       READ_ONCE(t->max) == snap->max;
+}
+
+/* Copies a reader without CAP_NET_ADMIN may make the table hold. */
+#define SMTPLIMIT_SNAPS_SHARED 2
+
+/* A reference on the copy the reader reaching position 0 lists. */
+static struct smtplimit_snap *smtplimit_snap_get(struct smtplimit_table *t,
+						 bool admin)
+{
+	struct smtplimit_snap *snap;
+	int gen;
+
+	if (mutex_lock_killable(&t->snap_mutex))
+		return ERR_PTR(-EINTR);
+	/* Pairs with the write's atomic_inc_return(): the copy sees it. */
+	gen = atomic_read_acquire(&t->snap_gen);
+	snap = t->snap;
+	if (!snap || !(smtplimit_snap_fresh(t, snap, gen, admin) ||
+		       (!admin && !SMTPLIMIT_MUTANT_IS(15) &&
+			atomic_read(&t->snaps) >= SMTPLIMIT_SNAPS_SHARED))) {
+		snap = smtplimit_snap_build(t, gen);
+		if (IS_ERR(snap))
+			goto out;
+		if (t->snap)
+			kref_put(&t->snap->ref, smtplimit_snap_release);
+		t->snap = snap;
+	}
+	kref_get(&snap->ref);
+out:
+	mutex_unlock(&t->snap_mutex);
+	return snap;
 }
 
 static void *smtplimit_seq_start(struct seq_file *m, loff_t *pos)
 {
 	struct smtplimit_seq *s = m->private;
-	int err;
+	struct smtplimit_table *t = s->table;
+	struct smtplimit_snap *snap;
 
 	if (*pos == 0) {
-		err = smtplimit_seq_snapshot(s);
-		return err ? ERR_PTR(err) : SEQ_START_TOKEN;
+		smtplimit_seq_free(s);
+		snap = smtplimit_snap_get(t, file_ns_capable(m->file,
+							     t->net->user_ns,
+							     CAP_NET_ADMIN));
+		if (IS_ERR(snap))
+			return snap;
+		s->snap = snap;
+		return SEQ_START_TOKEN;
 	}
-	if (*pos <= s->nrows)
-		return &s->rows[*pos - 1];
+	if (s->snap && *pos <= s->snap->nrows)
+		return &s->snap->rows[*pos - 1];
 	smtplimit_seq_free(s);	/* the end */
 	return NULL;
 }
@@ -205,46 +393,31 @@ static void *smtplimit_seq_next(struct seq_file *m, void *v, loff_t *pos)
 	struct smtplimit_seq *s = m->private;
 
 	++*pos;
-	return *pos <= s->nrows ? &s->rows[*pos - 1] : NULL;
+	return *pos <= s->snap->nrows ? &s->snap->rows[*pos - 1] : NULL;
 }
 
 static void smtplimit_seq_stop(struct seq_file *m, void *v)
 {
 }
 
-static void smtplimit_seq_header(struct seq_file *m, struct smtplimit_seq *s)
+static void smtplimit_seq_header(struct seq_file *m,
+				 const struct smtplimit_snap *snap)
 {
-	struct smtplimit_table *t = s->table;
-	struct smtplimit_stats sum = {};
+	const struct smtplimit_stats *sum = &snap->sum;
+	struct smtplimit_table *t = snap->table;
 	const char *unit;
 	u32 count;
-	int cpu;
 
-	for_each_possible_cpu(cpu) {
-		const struct smtplimit_stats *st = per_cpu_ptr(t->stats, cpu);
-
-		sum.passed += READ_ONCE(st->passed);
-		sum.denied += READ_ONCE(st->denied);
-		sum.evicted += READ_ONCE(st->evicted);
-		sum.untracked += READ_ONCE(st->untracked);
-		sum.created += READ_ONCE(st->created);
-		sum.gc_freed += READ_ONCE(st->gc_freed);
-		sum.forgotten += READ_ONCE(st->forgotten);
-		sum.banned += READ_ONCE(st->banned);
-		sum.flushes += READ_ONCE(st->flushes);
-		sum.cut += READ_ONCE(st->cut);
-		sum.aborted += READ_ONCE(st->aborted);
-	}
-	unit = smtplimit_rate_split(s->rate, &count);
+	unit = smtplimit_rate_split(snap->rate, &count);
 	seq_printf(m, "# %s: rate %u/%s burst %u srcmask %u entries %u/%u",
-		   t->name, count, unit, s->bucket.burst, t->srcmask, s->live,
-		   s->max);
+		   t->name, count, unit, snap->bucket.burst, t->srcmask,
+		   snap->live, snap->max);
 	seq_printf(m, " passed %llu denied %llu evicted %llu untracked %llu",
-		   sum.passed, sum.denied, sum.evicted, sum.untracked);
+		   sum->passed, sum->denied, sum->evicted, sum->untracked);
 	seq_printf(m, " strict %s created %llu gc_freed %llu forgotten %llu banned %llu flushes %llu",
-		   s->bucket.strict ? "yes" : "no", sum.created, sum.gc_freed,
-		   sum.forgotten, sum.banned, sum.flushes);
-	seq_printf(m, " cut %llu aborted %llu\n", sum.cut, sum.aborted);
+		   snap->bucket.strict ? "yes" : "no", sum->created,
+		   sum->gc_freed, sum->forgotten, sum->banned, sum->flushes);
+	seq_printf(m, " cut %llu aborted %llu\n", sum->cut, sum->aborted);
 	seq_printf(m, "# %-38s %-9s %-8s %-8s %-8s %-8s %s\n",
 		   "source", "tokens", "next_s", "full_s", "passed", "denied",
 		   "ban");
@@ -253,6 +426,7 @@ static void smtplimit_seq_header(struct seq_file *m, struct smtplimit_seq *s)
 static int smtplimit_seq_show(struct seq_file *m, void *v)
 {
 	struct smtplimit_seq *s = m->private;
+	const struct smtplimit_snap *snap = s->snap;
 	const struct smtplimit_row *row = v;
 	struct smtplimit_view view;
 	char source[INET6_ADDRSTRLEN + 5], tokens[24];
@@ -260,7 +434,7 @@ static int smtplimit_seq_show(struct seq_file *m, void *v)
 	u32 milli;
 
 	if (v == SEQ_START_TOKEN) {
-		smtplimit_seq_header(m, s);
+		smtplimit_seq_header(m, snap);
 		return 0;
 	}
 	if (smtplimit_is_ipv4(s->table))
@@ -269,7 +443,8 @@ static int smtplimit_seq_show(struct seq_file *m, void *v)
 	else
 		snprintf(source, sizeof(source), "%pI6c/%u", &row->addr.ip6,
 			 s->table->srcmask);
-	smtplimit_view(row->tat, s->now, &s->bucket, &smtplimit_clock, &view);
+	smtplimit_view(row->tat, snap->now, &snap->bucket, &smtplimit_clock,
+		       &view);
 	whole = div_u64_rem(abs(view.tokens_milli), 1000, &milli);
 	snprintf(tokens, sizeof(tokens), "%s%llu.%03u",
 		 view.tokens_milli < 0 ? "-" : "", whole, milli);
@@ -914,6 +1089,12 @@ static ssize_t smtplimit_proc_write(struct file *file, const char __user *input,
 		}
 	}
 	mutex_unlock(&s->write_lock);
+	/*
+	 * Whatever it did, a reader reaching position 0 after this write
+	 * returns takes a new copy. Fully ordered: a build that reads the new
+	 * value sees what the write changed.
+	 */
+	atomic_inc_return(&t->snap_gen);
 	return ret;
 }
 

@@ -839,6 +839,7 @@ smtplimit_table_create(struct smtplimit_net *sn, struct net *net, u8 family,
 	INIT_LIST_HEAD(&t->rules);
 	INIT_DEFERRABLE_WORK(&t->gc_work, smtplimit_gc);
 	mutex_init(&t->write_mutex);
+	mutex_init(&t->snap_mutex);
 	spin_lock_init(&t->rule_lock);
 	t->sn = sn;
 	t->net = net;
@@ -892,6 +893,7 @@ void smtplimit_table_destroy(struct smtplimit_table *t)
 	hlist_del(&t->node);
 	if (dir)
 		remove_proc_entry(t->name, dir);
+	smtplimit_proc_table_exit(t);
 	cancel_delayed_work_sync(&t->gc_work);
 	atomic_sub(atomic_read(&t->count), &t->sn->entries);
 	if (t->userns)
@@ -901,5 +903,6 @@ void smtplimit_table_destroy(struct smtplimit_table *t)
 	free_percpu(t->stats);
 	mem_cgroup_put(t->memcg);
 	mutex_destroy(&t->write_mutex);
+	mutex_destroy(&t->snap_mutex);
 	kfree(t);
 }

@@ -21,6 +21,9 @@
  * - smtplimit_table.rule_lock guards the table's rate and bucket, so that
  *   a proc reader sees the two of one rule.
  * - smtplimit_table.write_mutex serialises the table's proc writes.
+ * - smtplimit_table.snap_mutex guards snap, the read copy readers share
+ *   (smtplimit_proc.c): one copy is built at a time. A reader's reference
+ *   keeps a copy, the cache's or one it replaced, until that reader is done.
  * - A place is one unit of smtplimit_table.count and of
  *   smtplimit_net.entries, both atomic, and in a table of a non-initial
  *   user namespace (smtplimit_table.userns) of smtplimit_userns_entries
@@ -120,6 +123,10 @@ struct smtplimit_table {
 					 * userns_total_entries cap apply
 					 */
 	struct mutex write_mutex;	/* one proc write at a time */
+	struct mutex snap_mutex;	/* snap, and one build at a time */
+	struct smtplimit_snap *snap;	/* the newest read copy, or NULL */
+	atomic_t snap_gen;		/* bumped after each proc write */
+	atomic_t snaps;			/* read copies not yet freed */
 	atomic_t count;			/* entries, full ones not yet collected too */
 	u32 max;			/* most entries: the largest of the
 					 * rules' (smtplimit_table_follow_rules);
@@ -171,8 +178,12 @@ extern unsigned int smtplimit_netns_max_entries;
 extern unsigned int smtplimit_userns_max_entries;
 extern unsigned int smtplimit_userns_total_entries;
 extern atomic_t smtplimit_userns_entries;	/* places taken under the latter */
+/* Module-wide, in xt_smtplimit.c: the proc_snapshot_ms parameter. */
+extern unsigned int smtplimit_proc_snapshot_ms;
 /* In smtplimit_proc.c: the operations of each table's proc file. */
 extern const struct proc_ops smtplimit_proc_ops;
+/* In smtplimit_proc.c: drop the table's read copy, its proc file gone. */
+void smtplimit_proc_table_exit(struct smtplimit_table *t);
 
 /* Now in clock units; wraps after 2^64 units, which every use tolerates. */
 static inline u64 smtplimit_now(void)

@@ -73,6 +73,11 @@ MODULE_PARM_DESC(userns_total_entries,
 /* Places taken in the tables of non-initial user namespaces. */
 atomic_t smtplimit_userns_entries = ATOMIC_INIT(0);
 
+unsigned int smtplimit_proc_snapshot_ms __read_mostly = 1000;
+module_param_named(proc_snapshot_ms, smtplimit_proc_snapshot_ms, uint, 0644);
+MODULE_PARM_DESC(proc_snapshot_ms,
+		 "how long the readers of a proc file share one copy of its table, in ms (default 1000)");
+
 /* Set at load from HZ: the units of every TAT. */
 struct smtplimit_clock smtplimit_clock __read_mostly;
 

@@ -1673,8 +1673,6 @@ def test_proto_restore_through_transaction(env):
     """A restore larger than one write (20,000 ">" and "=" lines, 420 kB,
     four of cat's chunks) through { ... }: every line applied once, at }.
     Backend-independent (proc writes only): run once, on legacy."""
-    if env.backend != "legacy":
-        return
     limit_rules(env, "--smtplimit", "2/h", "--smtplimit-burst", "2")
     lines = [f">240.1.{i // 250}.{i % 250} 900.5" if i % 2 else
              f"=240.1.{i // 250}.{i % 250} 1200.25" for i in range(20000)]
@@ -1717,6 +1715,221 @@ def test_proto_refused_write_changes_nothing(env):
     expect(all(r["ban"] for r in env.proc("smtp_limit").rows.values()), "bans kept")
 
 
+# Reading: the readers of a table share one copy of it, so that opening the
+# file many times pins no more kernel memory than reading it once.
+
+NOBODY = ("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups")
+
+READERS = """
+import os, sys
+path, n, whole = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "whole"
+fds = [os.open(path, os.O_RDONLY) for _ in range(n)]
+texts = [os.read(fd, 1) for fd in fds]
+print("open", flush=True)
+sys.stdin.readline()
+for i, fd in enumerate(fds):
+    while whole and (chunk := os.read(fd, 1 << 20)):
+        texts[i] += chunk
+sys.stdout.write(f"{len(set(texts))}\\n" + texts[0].decode())
+"""
+
+
+def readers(env, n, whole, meanwhile):
+    """@n readers in one unprivileged process, each opening the table's file
+    and reading a byte; then meanwhile() (its value returned), then each
+    reads the rest if @whole. Returns (meanwhile's value, how many distinct
+    texts the readers read, the first one's text)."""
+    r = subprocess.Popen(["ip", "netns", "exec", env.srv, *NOBODY, PY, "-c", READERS,
+                          env.proc_path("smtp_limit"), str(n),
+                          "whole" if whole else "byte"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        expect(r.stdout.readline() == "open\n", f"{n} unprivileged readers opened")
+        got = meanwhile()
+        out, _ = r.communicate("go\n", timeout=600)
+    finally:
+        if r.poll() is None:
+            r.kill()
+            r.wait()
+    expect(r.returncode == 0, f"readers exited {r.returncode}")
+    distinct, text = out.split("\n", 1)
+    return got, int(distinct), text
+
+
+def test_readers_share_one_copy(env):
+    """An unprivileged user opening a big table's file 100 times and reading
+    a byte from each pins one copy, not 100: kernel memory grows by under
+    10 MB (100 private copies of 58,000 rows would be 200 MB)."""
+    from lib import memstat
+    # Legacy the size the issue measured; nft smaller, still 30 MB of copies
+    # if each file took its own: the read is the same code on both.
+    n = 58000 if env.backend == "legacy" else 8000
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-htable-max", "65536")
+    rc, err = cat_into(env, "smtp_limit", bans(0, n, 3600))
+    expect(rc == 0, f"filling: cat exited {rc}: {err}")
+    before, _ = memstat.meminfo()
+    after, distinct, text = readers(env, 100, False, lambda: memstat.meminfo()[0])
+    grew = after - before
+    print(f"#   {n} rows, 100 unprivileged readers: kernel memory {grew / 1e6:+.1f} MB")
+    expect(grew < 10e6, f"100 readers grew kernel memory by {grew / 1e6:.1f} MB")
+    expect(text == "#", f"a reader's first byte: {text!r}")
+
+
+def test_readers_read_one_picture(env):
+    """100 unprivileged readers that opened the file before a write each
+    read the same picture whole, the one from before the write, however
+    long after; a read begun after the write shows it."""
+    limit_rules(env, "--smtplimit", "2/h")
+    data = bans(0, 500, 3600)
+    wrote(env, "smtp_limit", data)
+    _, distinct, text = readers(env, 100, True,
+                                lambda: wrote(env, "smtp_limit", "/\n+192.0.2.93 600\n"))
+    p = proc.Table(text)
+    expect(distinct == 1, f"the 100 readers read {distinct} different texts")
+    expect(set(p.rows) == ban_rows(data) and p.entries()[0] == 500 and
+           p.count("flushes") == 0, f"{len(p.rows)} rows, the 500 from before the flush "
+           f"expected; {p.header}")
+    now = env.proc("smtp_limit")
+    expect(set(now.rows) == {"192.0.2.93/32"}, f"after the flush: {len(now.rows)} rows")
+
+
+HOLDER = """
+import os, sys
+fds = []
+for line in sys.stdin:
+    if line.startswith("open"):
+        fds.append(os.open(sys.argv[1], os.O_RDONLY))
+        text = os.read(fds[-1], 1)
+        if line.split()[1:] == ["whole"]:
+            while chunk := os.read(fds[-1], 65536):
+                text += chunk
+        sys.stdout.write(f"{len(text)}\\n" + text.decode() + "\\0\\n")
+    else:
+        for fd in fds:
+            os.close(fd)
+        fds = []
+        print("closed")
+    sys.stdout.flush()
+"""
+
+
+def test_unprivileged_readers_hold_two_copies(env):
+    """Readers without CAP_NET_ADMIN make a table hold two copies at most:
+    while one replaced copy is still read, a new reader shares the newest
+    instead of taking a third, even after a write. An administrator's read
+    still takes a new one, and once the old copies are let go, the next
+    unprivileged reader shares that."""
+    limit_rules(env, "--smtplimit", "2/h")
+    r = subprocess.Popen(["ip", "netns", "exec", env.srv, *NOBODY, PY, "-c", HOLDER,
+                          env.proc_path("smtp_limit")], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+
+    def ask(cmd):
+        r.stdin.write(cmd + "\n")
+        r.stdin.flush()
+        if cmd == "close":
+            return r.stdout.readline()
+        r.stdout.readline()
+        text = ""
+        while not text.endswith("\0\n"):
+            text += r.stdout.readline()
+        return text[:-2]
+
+    try:
+        for a in ("95", "96"):
+            wrote(env, "smtp_limit", f"+192.0.2.{a} 600\n")
+            expect(ask("open") == "#", "an unprivileged reader's first byte")
+        wrote(env, "smtp_limit", "+192.0.2.97 600\n")
+        third = proc.Table(ask("open whole"))
+        expect(set(third.rows) == {"192.0.2.95/32", "192.0.2.96/32"},
+               f"a third reader shares the second copy: {sorted(third.rows)}")
+        expect("192.0.2.97/32" in env.proc("smtp_limit").rows, "an administrator's read")
+        expect(ask("close") == "closed\n", "closed")
+        again = proc.Table(ask("open whole"))
+        expect(len(again.rows) == 3, f"after the old copies went: {sorted(again.rows)}")
+    finally:
+        r.kill()
+        r.wait()
+
+
+def test_read_sees_write_at_once(env):
+    """A read begun after a write returned shows it, whoever reads: the
+    shared copy is dropped by every write. An administrator's read also
+    shows what packets did at once; an unprivileged one once the shared
+    copy is proc_snapshot_ms (1 s) old."""
+    limit_rules(env, "--smtplimit", "2/h")
+    path = env.proc_path("smtp_limit")
+
+    def read(prefix=()):
+        return proc.Table(env.ns(env.srv, *prefix, "cat", path).stdout)
+
+    for who in ((), NOBODY):
+        expect(read(who).rows == {}, "empty")
+        wrote(env, "smtp_limit", "+192.0.2.91 600\n")
+        expect(set(read(who).rows) == {"192.0.2.91/32"}, f"{who}: the ban at once")
+        wrote(env, "smtp_limit", "-192.0.2.91\n")
+        expect(read(who).rows == {}, f"{who}: the forget at once")
+    expect(read(NOBODY).rows == {} and env.connect("192.0.2.92") == "P", "a packet")
+    expect(set(read().rows) == {"192.0.2.92/32"}, "an administrator sees it at once")
+    expect(env.connect("192.0.2.94") == "P", "another packet")
+    # A copy is shared for proc_snapshot_ms (1 s) from the end of its build,
+    # which came before the packet.
+    time.sleep(1.2)
+    expect("192.0.2.94/32" in read(NOBODY).rows,
+           "an unprivileged reader sees the packet once proc_snapshot_ms has passed")
+
+
+def test_read_million_on_one_cpu(env):
+    """Reading a 1,000,000-entry table on one CPU raises no soft lockup or
+    RCU stall: the copy and its sort reschedule. Run once, under
+    --backend legacy: the read is the same whatever backend made the rule,
+    and the fill alone takes tens of seconds under emulation."""
+    n = 1000000
+    limit_rules(env, "--smtplimit", "2/h", "--smtplimit-htable-max", str(n))
+    data = bans(0, n, 3600)
+    t = time.monotonic()
+    rc, err = cat_into(env, "smtp_limit", data)
+    expect(rc == 0, f"filling: cat exited {rc}: {err}")
+    print(f"#   filled {n} bans in {time.monotonic() - t:.1f} s")
+    cpus = [c for c in os.listdir("/sys/devices/system/cpu")
+            if re.fullmatch(r"cpu[1-9][0-9]*", c)
+            and os.path.exists(f"/sys/devices/system/cpu/{c}/online")]
+    thresh = "/proc/sys/kernel/watchdog_thresh"
+    with open(thresh) as f:
+        old_thresh = f.read()
+    mark = dmesg_mark()
+    try:
+        # One CPU online, and a soft lockup reported after 6 s, not 20.
+        for c in cpus:
+            with open(f"/sys/devices/system/cpu/{c}/online", "w") as f:
+                f.write("0")
+        with open(thresh, "w") as f:
+            f.write("3")
+        # The first read takes the whole copy and sorts it; the rest of
+        # the file is formatted a page per read(), returning to userspace
+        # between pages, and would only add half a minute of emulation.
+        t = time.monotonic()
+        head = proc.parse_header(env.ns(env.srv, "head", "-c", "65536",
+                                        env.proc_path("smtp_limit")).stdout)[1]
+        took = time.monotonic() - t
+    finally:
+        with open(thresh, "w") as f:
+            f.write(old_thresh)
+        for c in cpus:
+            with open(f"/sys/devices/system/cpu/{c}/online", "w") as f:
+                f.write("1")
+    log = dmesg_since(mark)
+    print(f"#   copied and sorted {head['entries']} entries in {took:.1f} s on one CPU")
+    expect(proc.entries(head) == (n, n), f"entries {head['entries']}")
+    bad = [l for l in log.splitlines()
+           if "soft lockup" in l or "self-detected stall" in l or "rcu_preempt detected" in l]
+    expect(not bad, f"dmesg: {bad[:3]}")
+
+
+# Backend-independent and slow: run under --backend legacy only, and not
+# counted (neither passed nor skipped) under nft.
+LEGACY_ONLY = {test_proto_restore_through_transaction, test_read_million_on_one_cpu}
+
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 # The seed scenario first: it is the one to read when everything fails.
 TESTS.sort(key=lambda t: t is not test_seed_scenario)
@@ -1731,6 +1944,9 @@ def main():
     for t in TESTS:
         name = t.__name__[5:]
         if a.tests and name not in a.tests and t.__name__ not in a.tests:
+            continue
+        if a.backend != "legacy" and t in LEGACY_ONLY:
+            print(f"# {name}: run under --backend legacy only")
             continue
         env = Env(a.backend)
         try:
