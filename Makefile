@@ -76,10 +76,10 @@ $(PLUGIN): userspace/libxt_smtplimit.c $(SHARED_SRC) $(SHARED_HDR)
 	$(CC) $(CFLAGS) $(WARN) -fPIC -shared -Iinclude/uapi $(XT_CFLAGS) \
 		-o $@ userspace/libxt_smtplimit.c $(SHARED_SRC)
 
-$(UNIT): tests/unit/test_rate.c $(SHARED_SRC) $(SHARED_HDR)
+$(UNIT): tests/unit/test_rate.c tests/unit/tap.h $(SHARED_SRC) $(SHARED_HDR)
 	$(CC) $(CFLAGS) $(WARN) -Iinclude/uapi -o $@ tests/unit/test_rate.c $(SHARED_SRC)
 
-$(UNIT_CMD): tests/unit/test_cmd.c $(CMD_SRC) $(CMD_HDR)
+$(UNIT_CMD): tests/unit/test_cmd.c tests/unit/tap.h $(CMD_SRC) $(CMD_HDR)
 	$(CC) $(CFLAGS) $(WARN) -Iinclude/uapi -o $@ tests/unit/test_cmd.c $(CMD_SRC)
 
 # The rate arithmetic and the proc write's syntax (C), the tests' GCRA

@@ -9,16 +9,14 @@ The command runs from the root namespace with -n SERVER, so -n is tested
 throughout.
 
     test_admin.py [--backend legacy|nft] [TEST...]"""
-import argparse
 import calendar
 import json
 import os
 import subprocess
 import sys
 import time
-import traceback
 
-from lib import proc
+from lib import proc, runner
 from lib.netns import SRV4
 from lib.run import sh
 from test_smtplimit import MODULE, Env, expect, limit_rules, poll
@@ -421,34 +419,5 @@ TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 TESTS.sort(key=lambda t: t is test_save_restore_reload)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--backend", default="legacy", choices=("legacy", "nft"))
-    ap.add_argument("tests", nargs="*")
-    a = ap.parse_args()
-    passed = failed = 0
-    for t in TESTS:
-        name = t.__name__[5:]
-        if a.tests and name not in a.tests and t.__name__ not in a.tests:
-            continue
-        env = Env(a.backend)
-        start = time.monotonic()
-        try:
-            t(env)
-            ok, why = True, ""
-        except Exception as e:  # a test's failure, or its setup's
-            ok, why = False, f"{e}\n" + "".join(traceback.format_tb(e.__traceback__)[-2:])
-        finally:
-            env.close()
-        passed, failed = passed + ok, failed + (not ok)
-        print(f"{'ok' if ok else 'not ok'} {passed + failed} - admin {a.backend} {name}"
-              f" ({time.monotonic() - start:.1f} s)")
-        for line in why.strip().splitlines():
-            print(f"#   {line}")
-        sys.stdout.flush()
-    print(f"admin {a.backend}: {passed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(runner.main(TESTS, Env, "admin", label="admin "))

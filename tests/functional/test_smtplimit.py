@@ -12,7 +12,6 @@ test library, lib (tests/guest-lib.sh sets both):
 
 TEST is a test's name, with or without its test_ prefix.
 """
-import argparse
 import ipaddress
 import math
 import os
@@ -20,9 +19,8 @@ import re
 import subprocess
 import sys
 import time
-import traceback
 
-from lib import gcra, memstat, proc
+from lib import gcra, memstat, proc, runner
 from lib.netns import SRV4, SRV6
 from lib.run import sh
 from lib.traffic import PY, Smtp
@@ -1935,38 +1933,5 @@ TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 TESTS.sort(key=lambda t: t is not test_seed_scenario)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--backend", default="legacy", choices=("legacy", "nft"))
-    ap.add_argument("tests", nargs="*")
-    a = ap.parse_args()
-    passed = failed = 0
-    for t in TESTS:
-        name = t.__name__[5:]
-        if a.tests and name not in a.tests and t.__name__ not in a.tests:
-            continue
-        if a.backend != "legacy" and t in LEGACY_ONLY:
-            print(f"# {name}: run under --backend legacy only")
-            continue
-        env = Env(a.backend)
-        try:
-            t(env)
-            ok, why = True, ""
-        except Exception as e:  # a test's failure, or its setup's
-            ok, why = False, f"{e}\n" + "".join(traceback.format_tb(e.__traceback__)[-2:])
-        finally:
-            env.close()
-        if ok:
-            passed += 1
-        else:
-            failed += 1
-        print(f"{'ok' if ok else 'not ok'} {passed + failed} - {a.backend} {name}")
-        for line in why.strip().splitlines():
-            print(f"#   {line}")
-        sys.stdout.flush()
-    print(f"functional {a.backend}: {passed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(runner.main(TESTS, Env, "functional", legacy_only=LEGACY_ONLY))

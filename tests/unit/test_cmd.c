@@ -7,35 +7,14 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/netfilter/xt_smtplimit.h>
+#include "tap.h"
 #include "../../kernel/smtplimit_cmd.h"
 
-static unsigned int passed, failed;
-
-#define CHECK(cond, ...) check(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
-
-__attribute__((format(printf, 4, 5)))
-static void check(int ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	printf("%s %u - ", ok ? "ok" : "not ok", passed + failed + 1);
-	vprintf(fmt, ap);
-	if (!ok)
-		printf("  (%s:%d)", file, line);
-	printf("\n");
-	va_end(ap);
-	if (ok)
-		passed++;
-	else
-		failed++;
-}
 
 /* xorshift64*: the same strings on every run. */
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
@@ -375,6 +354,5 @@ int main(void)
 	test_addresses_against_inet_pton();
 	test_lines();
 	test_lengths();
-	printf("1..%u\n# %u passed, %u failed\n", passed + failed, passed, failed);
-	return failed ? 1 : 0;
+	return tap_done("cmd");
 }

@@ -5,35 +5,14 @@
  * module and the iptables extension are built from.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/netfilter/xt_smtplimit.h>
+#include "tap.h"
 #include "../../kernel/smtplimit_rate.h"
 #include "../../userspace/smtplimit_parse.h"
 
-static unsigned int passed, failed;
-
-#define CHECK(cond, ...) check(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
-
-__attribute__((format(printf, 4, 5)))
-static void check(int ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	printf("%s %u - ", ok ? "ok" : "not ok", passed + failed + 1);
-	vprintf(fmt, ap);
-	if (!ok)
-		printf("  (%s:%d)", file, line);
-	printf("\n");
-	va_end(ap);
-	if (ok)
-		passed++;
-	else
-		failed++;
-}
 
 static const unsigned int hz_values[] = { 100, 250, 300, 1000 };
 
@@ -561,6 +540,5 @@ int main(void)
 	test_protocol2();
 	test_interval_precision();
 	test_names();
-	printf("unit: %u passed, %u failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return tap_done("unit");
 }
