@@ -30,7 +30,10 @@
  * 10. a ban dropped by the sweep: down to a lowered maximum, bans that hold
  *    are evicted like any entry;
  * 11. an aborted restore that evicts: checkentry applies the new rule's
- *    maximum at once and evicts down to it, as destroy does.
+ *    maximum at once and evicts down to it, as destroy does;
+ * 16. the teardown under the global mutex: a destroyed table's proc file
+ *    is removed (waiting for its readers) and the table freed while
+ *    smtplimit_mutex is held, stalling rule changes in every netns.
  */
 #ifndef _SMTPLIMIT_MUTANT_H
 #define _SMTPLIMIT_MUTANT_H
@@ -38,8 +41,8 @@
 #ifndef SMTPLIMIT_MUTANT
 #define SMTPLIMIT_MUTANT 0
 #endif
-#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 11
-#error "SMTPLIMIT_MUTANT: no such mutant (0 to 11)"
+#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 16
+#error "SMTPLIMIT_MUTANT: no such mutant (0 to 16)"
 #endif
 
 #define SMTPLIMIT_MUTANT_IS(n) (SMTPLIMIT_MUTANT == (n))
