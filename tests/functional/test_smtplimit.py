@@ -1297,6 +1297,9 @@ sys.exit(0 if got[0] > 0 else f"the held read returned {got[0]}")
 """
 
 
+HOLD_S = 90     # how long the read is held at most, for changes to finish
+
+
 def timed(cmd):
     """Seconds @cmd (a list) took; it must succeed."""
     start = time.monotonic()
@@ -1320,14 +1323,17 @@ def test_teardown_stalls_no_netns(env):
     """A 1,000,000-entry table is read in a loop, one read is held in
     flight (HOLD_READ), and its last rule is deleted by iptables-nft (so
     that its destroy runs in nf_tables' one destructor work): its teardown
-    waits for that read, yet rule changes in another namespace with
-    iptables-nft and iptables-legacy each complete within a second, or of
-    the same changes timed just before under the same load (in a TCG guest
-    on a shared machine one can take seconds by itself); a teardown under
-    the global mutex stalls them until the read is let go, 20 s later. Then
-    a new table of the same name (whose checkentry waits for the old file
-    to go) comes back empty, and the big table's memory is freed. Both
-    backends in one run (the table is costly to fill): selected for
+    cannot finish before that read does, since removing the proc file waits
+    for it. Rule changes in another namespace, with iptables-nft and
+    iptables-legacy, must all complete while the read is still held: they
+    wait for nothing of the teardown (a teardown under the global mutex
+    stalls them until the read is let go). That is checked by what
+    finished first rather than by a time limit, which in a TCG guest on a
+    busy machine no real change meets reliably: the times are printed, with
+    those of the same changes just before the delete, under the same load.
+    Then a new table of the same name (whose checkentry waits for the old
+    file to go) comes back empty, and the big table's memory is freed.
+    Both backends in one run (the table is costly to fill): selected for
     --backend legacy only (see main)."""
     import threading
     from lib import memstat
@@ -1362,17 +1368,16 @@ def test_teardown_stalls_no_netns(env):
         during = {}
         changes = threading.Thread(target=other_netns_changes, args=(other, during))
         changes.start()
-        changes.join(20)
+        changes.join(HOLD_S)
+        done_while_held = not changes.is_alive() and holder.poll() is None
         holder.stdin.close()
         changes.join()
         expect(holder.wait(60) == 0, f"holder exit {holder.returncode}")
         print(f"# fill {fill_s:.1f} s, {grown // 1024} kB; delete {delete_s:.2f} s; "
               "another namespace's changes before, during the teardown: " +
               ", ".join(f"{k} {before[k]:.2f} {during[k]:.2f} s" for k in during), flush=True)
-        slowest = max(before.values())
-        slow = {k: round(v, 2) for k, v in during.items() if v >= max(1.0, slowest + 1.0)}
-        expect(not slow, f"rule changes in another namespace stalled: {slow}, "
-               f"{slowest:.2f} s before the teardown")
+        expect(done_while_held, "rule changes in another namespace waited for the teardown "
+               f"(not done after {HOLD_S} s of a held read): {during}")
         env.ns(env.srv, "iptables-nft", "-A", "INPUT", *rule)
         h = env.ns(env.srv, PY, "-c", "from lib import proc; import sys; "
                    "print(proc.read_header(sys.argv[1])['entries'])", path).stdout.strip()
