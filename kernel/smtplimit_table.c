@@ -848,18 +848,23 @@ static bool smtplimit_dying(struct smtplimit_net *sn, u8 family,
 	return false;
 }
 
-void smtplimit_table_wait_name(struct smtplimit_net *sn, u8 family,
-			       const char *name)
+int smtplimit_table_wait_name(struct smtplimit_net *sn, u8 family,
+			      const char *name)
 {
 	unsigned long freed;
+	int err;
 
 	while (smtplimit_dying(sn, family, name)) {
 		freed = smtplimit_names_freed;
 		mutex_unlock(&smtplimit_mutex);
-		wait_event(smtplimit_name_freed,
-			   READ_ONCE(smtplimit_names_freed) != freed);
+		/* A reader may hold the old file for long: let iptables go. */
+		err = wait_event_interruptible(smtplimit_name_freed,
+					       READ_ONCE(smtplimit_names_freed) != freed);
 		mutex_lock(&smtplimit_mutex);
+		if (err)
+			return -EINTR;
 	}
+	return 0;
 }
 
 void smtplimit_table_free(struct smtplimit_table *t)

@@ -272,11 +272,11 @@ smtplimit_table_create(struct smtplimit_net *sn, struct net *net, u8 family,
 void smtplimit_table_follow_rules(struct smtplimit_table *t, bool may_lower);
 /*
  * Checkentry, before creating a table named @name: wait until no dying
- * table of @sn holds that proc name. Under smtplimit_mutex, which it drops
- * while it waits.
+ * table of @sn holds that proc name; -EINTR if a signal came first. Under
+ * smtplimit_mutex, which it drops while it waits.
  */
-void smtplimit_table_wait_name(struct smtplimit_net *sn, u8 family,
-			       const char *name);
+int smtplimit_table_wait_name(struct smtplimit_net *sn, u8 family,
+			      const char *name);
 /*
  * A table with no rule left, after a grace period: unlink it from its netns
  * and queue its teardown. Under smtplimit_mutex, and quick: it waits for

@@ -229,7 +229,9 @@ static int smtplimit_mt_check(const struct xt_mtchk_param *par)
 	mutex_lock(&smtplimit_mutex);
 	t = smtplimit_table_find(sn, par->family, info->name);
 	if (!t) {	/* a destroyed one may still hold the proc name */
-		smtplimit_table_wait_name(sn, par->family, info->name);
+		err = smtplimit_table_wait_name(sn, par->family, info->name);
+		if (err)
+			goto unlock;
 		t = smtplimit_table_find(sn, par->family, info->name);
 	}
 	if (t && t->srcmask != info->srcmask) {
