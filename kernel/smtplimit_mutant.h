@@ -38,7 +38,10 @@
  * 14. the userns ceiling not applied: a table of a non-initial user
  *    namespace keeps the htable-max its rules ask for.
  * 15. each reader its own copy: a proc reader never shares the table's
- *    cached copy, so every open file reading holds one.
+ *    cached copy, so every open file reading holds one;
+ * 16. the teardown under the global mutex: a destroyed table's proc file
+ *    is removed (waiting for its readers) and the table freed while
+ *    smtplimit_mutex is held, stalling rule changes in every netns.
  */
 #ifndef _SMTPLIMIT_MUTANT_H
 #define _SMTPLIMIT_MUTANT_H
@@ -46,8 +49,8 @@
 #ifndef SMTPLIMIT_MUTANT
 #define SMTPLIMIT_MUTANT 0
 #endif
-#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 15
-#error "SMTPLIMIT_MUTANT: no such mutant (0 to 15)"
+#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 16
+#error "SMTPLIMIT_MUTANT: no such mutant (0 to 16)"
 #endif
 
 #define SMTPLIMIT_MUTANT_IS(n) (SMTPLIMIT_MUTANT == (n))

@@ -23,6 +23,7 @@
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/user_namespace.h>
+#include <linux/wait.h>
 #include <net/net_namespace.h>
 
 #include "smtplimit_table.h"
@@ -40,6 +41,8 @@
 
 static struct kmem_cache *smtplimit_cache4 __read_mostly;
 static struct kmem_cache *smtplimit_cache6 __read_mostly;
+/* Table teardowns: their own, so that a netns exit and rmmod can wait for them. */
+static struct workqueue_struct *smtplimit_wq __read_mostly;
 
 static const struct rhashtable_params smtplimit_params4 = {
 	.head_offset = offsetof(struct smtplimit_entry, node),
@@ -67,23 +70,34 @@ static struct kmem_cache *smtplimit_cache(const struct smtplimit_table *t)
 
 int smtplimit_caches_create(void)
 {
+	/* The rcu_head shares tat's memory rather than growing the entry. */
+	BUILD_BUG_ON(sizeof(spinlock_t) == 4 &&
+		     offsetof(struct smtplimit_entry, addr) + sizeof(__be32) > 40);
+	smtplimit_wq = alloc_workqueue("xt_smtplimit", WQ_UNBOUND, 0);
+	if (!smtplimit_wq)
+		return -ENOMEM;
 	smtplimit_cache4 = kmem_cache_create("xt_smtplimit_ipv4",
 					     offsetof(struct smtplimit_entry, addr) +
 					     sizeof(__be32), 0, 0, NULL);
 	if (!smtplimit_cache4)
-		return -ENOMEM;
+		goto destroy_wq;
 	smtplimit_cache6 = kmem_cache_create("xt_smtplimit_ipv6",
 					     sizeof(struct smtplimit_entry),
 					     0, 0, NULL);
-	if (!smtplimit_cache6) {
-		kmem_cache_destroy(smtplimit_cache4);
-		return -ENOMEM;
-	}
+	if (!smtplimit_cache6)
+		goto destroy_cache4;
 	return 0;
+
+destroy_cache4:
+	kmem_cache_destroy(smtplimit_cache4);
+destroy_wq:
+	destroy_workqueue(smtplimit_wq);
+	return -ENOMEM;
 }
 
 void smtplimit_caches_destroy(void)
 {
+	destroy_workqueue(smtplimit_wq);	/* teardowns still queued */
 	rcu_barrier();		/* smtplimit_free*_rcu still pending */
 	kmem_cache_destroy(smtplimit_cache6);
 	kmem_cache_destroy(smtplimit_cache4);
@@ -335,7 +349,7 @@ static bool smtplimit_evict(struct smtplimit_table *t, u64 now)
 			rht_for_each_entry_rcu(e, pos, tbl,
 					       (start + i) & (tbl->size - 1), node) {
 				seen++;
-				debt = smtplimit_debt(READ_ONCE(e->tat), now);
+				debt = smtplimit_debt(smtplimit_tat_hint(e), now);
 				if (smtplimit_ban_holds(e, debt, tolerance))
 					continue;
 				if (debt < best && !READ_ONCE(e->dead) &&
@@ -442,7 +456,7 @@ static bool smtplimit_place_walk_visit(struct smtplimit_table *t,
 				       struct smtplimit_entry *e, void *arg)
 {
 	struct smtplimit_place_walk *pw = arg;
-	u64 debt = smtplimit_debt(READ_ONCE(e->tat), pw->now);
+	u64 debt = smtplimit_debt(smtplimit_tat_hint(e), pw->now);
 
 	pw->got = smtplimit_place_take_free(t) ||
 		  (!smtplimit_ban_holds(e, debt, pw->tolerance) &&
@@ -482,7 +496,7 @@ static bool smtplimit_places_count_visit(struct smtplimit_table *t,
 					 struct smtplimit_entry *e, void *arg)
 {
 	struct smtplimit_places_count *pc = arg;
-	u64 debt = smtplimit_debt(READ_ONCE(e->tat), pc->now);
+	u64 debt = smtplimit_debt(smtplimit_tat_hint(e), pc->now);
 
 	if (!READ_ONCE(e->dead) && !READ_ONCE(e->held) &&
 	    !smtplimit_ban_holds(e, debt, pc->tolerance))
@@ -641,7 +655,7 @@ static bool smtplimit_trim_count_visit(struct smtplimit_table *t,
 				       struct smtplimit_entry *e, void *arg)
 {
 	struct smtplimit_trim *tr = arg;
-	u64 debt = smtplimit_debt(READ_ONCE(e->tat), tr->now);
+	u64 debt = smtplimit_debt(smtplimit_tat_hint(e), tr->now);
 
 	if (!READ_ONCE(e->dead) && !smtplimit_trim_spares(tr, e, debt))
 		tr->debts[tr->n++] = debt;
@@ -652,7 +666,7 @@ static bool smtplimit_trim_visit(struct smtplimit_table *t,
 				 struct smtplimit_entry *e, void *arg)
 {
 	struct smtplimit_trim *tr = arg;
-	u64 debt = smtplimit_debt(READ_ONCE(e->tat), tr->now);
+	u64 debt = smtplimit_debt(smtplimit_tat_hint(e), tr->now);
 
 	if (atomic_read(&t->count) <= READ_ONCE(t->max))
 		return false;
@@ -881,19 +895,55 @@ static void smtplimit_entry_free_at_destroy(void *ptr, void *cache)
 }
 
 /*
- * The last rule is gone, after a grace period: no packet can reach the table.
- * Its proc file goes first (remove_proc_entry() waits for readers), then the
- * GC.
+ * Teardown. smtplimit_mutex is global and, on iptables-nft, every rule's
+ * checkentry first waits for the one work item running the destroys of all
+ * namespaces (nft_compat_wait_for_destructors()), so a destroy must wait for
+ * nothing: it only unlinks the table. The table's proc name must stay taken
+ * until its file is gone, or a new table of that name in the same netns
+ * would fail to create its file (the race of xt_hashlimit's "unregister proc
+ * file before releasing mutex"): the unlinked table waits on sn->dying, and
+ * checkentry of a new table of its name waits for it there. Removing the
+ * file waits for its readers, so it is done, and the table freed, by
+ * smtplimit_table_teardown() on smtplimit_wq. The netns exit flushes
+ * smtplimit_wq before it removes the directories, so a teardown's dir and sn
+ * outlive it.
  */
-void smtplimit_table_destroy(struct smtplimit_table *t)
-{
-	struct proc_dir_entry *dir =
-		t->sn->proc_dir[smtplimit_family_index(t->family)];
+static DECLARE_WAIT_QUEUE_HEAD(smtplimit_name_freed);
+static unsigned long smtplimit_names_freed;	/* smtplimit_mutex; names freed */
 
-	hlist_del(&t->node);
-	if (dir)
-		remove_proc_entry(t->name, dir);
-	smtplimit_proc_table_exit(t);
+static bool smtplimit_dying(struct smtplimit_net *sn, u8 family,
+			    const char *name)
+{
+	struct smtplimit_table *t;
+
+	hlist_for_each_entry(t, &sn->dying, node)
+		if (t->family == family && strcmp(t->name, name) == 0)
+			return true;
+	return false;
+}
+
+int smtplimit_table_wait_name(struct smtplimit_net *sn, u8 family,
+			      const char *name)
+{
+	unsigned long freed;
+	int err;
+
+	while (smtplimit_dying(sn, family, name)) {
+		freed = smtplimit_names_freed;
+		mutex_unlock(&smtplimit_mutex);
+		/* A reader may hold the old file for long: let iptables go. */
+		err = wait_event_interruptible(smtplimit_name_freed,
+					       READ_ONCE(smtplimit_names_freed) != freed);
+		mutex_lock(&smtplimit_mutex);
+		if (err)
+			return -EINTR;
+	}
+	return 0;
+}
+
+void smtplimit_table_free(struct smtplimit_table *t)
+{
+	smtplimit_proc_table_exit(t);	/* its file is gone: no reader to come */
 	cancel_delayed_work_sync(&t->gc_work);
 	atomic_sub(atomic_read(&t->count), &t->sn->entries);
 	if (t->userns)
@@ -905,4 +955,43 @@ void smtplimit_table_destroy(struct smtplimit_table *t)
 	mutex_destroy(&t->write_mutex);
 	mutex_destroy(&t->snap_mutex);
 	kfree(t);
+}
+
+/* On smtplimit_wq: the proc file (waiting for its readers), then the rest. */
+static void smtplimit_table_teardown(struct work_struct *work)
+{
+	struct smtplimit_table *t =
+		container_of(work, struct smtplimit_table, teardown);
+
+	/* Mutant 16: the whole teardown under the global mutex again. */
+	if (SMTPLIMIT_MUTANT_IS(16))
+		mutex_lock(&smtplimit_mutex);
+	remove_proc_entry(t->name, t->dir);
+	if (!SMTPLIMIT_MUTANT_IS(16))
+		mutex_lock(&smtplimit_mutex);
+	hlist_del(&t->node);
+	WRITE_ONCE(smtplimit_names_freed, smtplimit_names_freed + 1);
+	if (!SMTPLIMIT_MUTANT_IS(16))
+		mutex_unlock(&smtplimit_mutex);
+	wake_up_all(&smtplimit_name_freed);
+	smtplimit_table_free(t);
+	if (SMTPLIMIT_MUTANT_IS(16))
+		mutex_unlock(&smtplimit_mutex);
+}
+
+struct smtplimit_table *smtplimit_table_unlink(struct smtplimit_table *t)
+{
+	hlist_del(&t->node);
+	t->dir = t->sn->proc_dir[smtplimit_family_index(t->family)];
+	if (!t->dir)		/* the netns exit removed the file */
+		return t;
+	hlist_add_head(&t->node, &t->sn->dying);
+	INIT_WORK(&t->teardown, smtplimit_table_teardown);
+	queue_work(smtplimit_wq, &t->teardown);
+	return NULL;
+}
+
+void smtplimit_teardowns_flush(void)
+{
+	flush_workqueue(smtplimit_wq);
 }

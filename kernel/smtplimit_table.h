@@ -5,11 +5,14 @@
  * (smtplimit_proc.c) call. The module-wide state lives in xt_smtplimit.c.
  *
  * Locking:
- * - smtplimit_mutex (xt_smtplimit.c) guards each netns's table list, each
- *   table's rule list and the proc directories. Checkentry, destroy and the
- *   netns exit take it; the smtplimit_table_*() calls below that change the
- *   table list or a table's rules run under it. Packets, proc reads and proc
- *   writes never take it.
+ * - smtplimit_mutex (xt_smtplimit.c) guards each netns's table and dying
+ *   lists, each table's rule list and the proc directories. Checkentry,
+ *   destroy and the netns exit take it; the smtplimit_table_*() calls below
+ *   that change the table list or a table's rules run under it. Packets,
+ *   proc reads and proc writes never take it. It is global, so nothing that
+ *   waits for readers or walks a whole table on its way out runs under it:
+ *   a destroyed table is only unlinked there, and torn down on
+ *   smtplimit_wq (smtplimit_table_unlink()).
  * - Lookups are lockless, under RCU: an entry is freed a grace period after
  *   it is unhashed. smtplimit_walk() holds RCU only, dropped between batches,
  *   and no bucket lock across entries.
@@ -57,8 +60,9 @@ union smtplimit_addr {
  * One tracked source. Once dead, its state is never read again under its
  * lock, so the rcu_head that frees it can share the state's memory: readers
  * that still hold the entry take the lock and find it dead, and lockless
- * reads of tat (eviction sampling, the proc walk) are hints rechecked under
- * the lock.
+ * reads of tat (smtplimit_tat_hint()) are hints rechecked under the lock.
+ * An IPv4 entry is 36 bytes, 40 in its cache (smtplimit_caches_create()
+ * asserts it).
  */
 struct smtplimit_entry {
 	struct rhash_head node;		/* in smtplimit_table.ht */
@@ -101,6 +105,10 @@ struct smtplimit_stats {
 
 struct smtplimit_net {
 	struct hlist_head tables;		/* smtplimit_mutex */
+	struct hlist_head dying;		/* smtplimit_mutex: destroyed
+						 * tables whose proc file still
+						 * holds the name
+						 */
 	struct proc_dir_entry *proc_dir[2];	/* ipt_, ip6t_; NULL after exit */
 	atomic_t entries;			/* in all tables of the netns */
 };
@@ -114,6 +122,11 @@ struct smtplimit_table {
 	struct net *net;		/* whose admin may write the proc file */
 	struct proc_dir_entry *pde;
 	struct delayed_work gc_work;
+	struct work_struct teardown;	/* on smtplimit_wq, once unlinked */
+	struct proc_dir_entry *dir;	/* set at unlink: the directory its
+					 * teardown removes the file from, or
+					 * NULL after the netns exit removed it
+					 */
 	struct smtplimit_stats __percpu *stats;
 	struct mem_cgroup *memcg;	/* its creator's, charged for entries;
 					 * NULL in the initial user namespace
@@ -185,6 +198,25 @@ extern const struct proc_ops smtplimit_proc_ops;
 /* In smtplimit_proc.c: drop the table's read copy, its proc file gone. */
 void smtplimit_proc_table_exit(struct smtplimit_table *t);
 
+/* Module-wide, in xt_smtplimit.c: see Locking above. */
+extern struct mutex smtplimit_mutex;
+
+/*
+ * A lockless read of e->tat, a hint for choosing an entry that is then
+ * rechecked under e->lock (eviction sampling, the sweeps' walks). The read
+ * races with two writers: the packet path's and the proc write's stores
+ * under e->lock, and, once the entry is dead, call_rcu()'s stores of its
+ * rcu_head into the same memory. Both are benign: a torn or stale value
+ * only makes a worse choice, and a dead entry is skipped (READ_ONCE(dead))
+ * or refused by smtplimit_entry_kill() under the lock, so the value read is
+ * never acted upon unchecked. data_race() tells KCSAN so.
+ */
+static inline u64 smtplimit_tat_hint(const struct smtplimit_entry *e)
+{
+	/* A racy hint, as above: benign, and never acted upon unchecked. */
+	return data_race(READ_ONCE(e->tat));
+}
+
 /* Now in clock units; wraps after 2^64 units, which every use tolerates. */
 static inline u64 smtplimit_now(void)
 {
@@ -198,9 +230,15 @@ static inline bool smtplimit_is_ipv4(const struct smtplimit_table *t)
 	return t->family == NFPROTO_IPV4;
 }
 
-/* Module load and unload: the entry caches; the destroy waits for RCU frees. */
+/*
+ * Module load and unload: the entry caches and smtplimit_wq, the workqueue
+ * of table teardowns; the destroy drains smtplimit_wq and waits for RCU
+ * frees.
+ */
 int smtplimit_caches_create(void);
 void smtplimit_caches_destroy(void);
+/* Wait for every teardown queued so far (a netns exit, before its dirs go). */
+void smtplimit_teardowns_flush(void);
 
 /* The entry of @key, dead or not. Under RCU. */
 struct smtplimit_entry *smtplimit_lookup(struct smtplimit_table *t,
@@ -262,7 +300,21 @@ smtplimit_table_create(struct smtplimit_net *sn, struct net *net, u8 family,
  * (destroy) lowers the maximum, evicting down to it. Under smtplimit_mutex.
  */
 void smtplimit_table_follow_rules(struct smtplimit_table *t, bool may_lower);
-/* Free a table with no rule left, after a grace period. Under smtplimit_mutex. */
-void smtplimit_table_destroy(struct smtplimit_table *t);
+/*
+ * Checkentry, before creating a table named @name: wait until no dying
+ * table of @sn holds that proc name; -EINTR if a signal came first. Under
+ * smtplimit_mutex, which it drops while it waits.
+ */
+int smtplimit_table_wait_name(struct smtplimit_net *sn, u8 family,
+			      const char *name);
+/*
+ * A table with no rule left, after a grace period: unlink it from its netns
+ * and queue its teardown. Under smtplimit_mutex, and quick: it waits for
+ * nothing. Returns the table if the caller must instead call
+ * smtplimit_table_free() once it has dropped the mutex (the netns is exiting).
+ */
+struct smtplimit_table *smtplimit_table_unlink(struct smtplimit_table *t);
+/* Free an unlinked table with no proc file. Not under smtplimit_mutex. */
+void smtplimit_table_free(struct smtplimit_table *t);
 
 #endif /* _SMTPLIMIT_TABLE_H */

@@ -15,8 +15,8 @@
  *
  * Locking: the match runs in softirq under RCU and takes only an entry's
  * lock. Checkentry, destroy and the netns exit hold smtplimit_mutex, which
- * guards the table and rule lists and the proc directories (the full rules
- * are in smtplimit_table.h).
+ * guards the table and rule lists and the proc directories, and never wait
+ * under it for a table's teardown (the full rules are in smtplimit_table.h).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -84,7 +84,7 @@ struct smtplimit_clock smtplimit_clock __read_mostly;
 static unsigned int smtplimit_net_id __read_mostly;
 
 /* Table lists, rule lists and proc directories. Never taken by proc reads. */
-static DEFINE_MUTEX(smtplimit_mutex);
+DEFINE_MUTEX(smtplimit_mutex);
 
 static struct smtplimit_net *smtplimit_pernet(struct net *net)
 {
@@ -254,6 +254,12 @@ static int smtplimit_mt_check(const struct xt_mtchk_param *par)
 
 	mutex_lock(&smtplimit_mutex);
 	t = smtplimit_table_find(sn, par->family, info->name);
+	if (!t) {	/* a destroyed one may still hold the proc name */
+		err = smtplimit_table_wait_name(sn, par->family, info->name);
+		if (err)
+			goto unlock;
+		t = smtplimit_table_find(sn, par->family, info->name);
+	}
 	if (t && t->srcmask != info->srcmask) {
 		pr_info_ratelimited("%s: table exists with srcmask %u, rule asks for %u\n",
 				    info->name, t->srcmask, info->srcmask);
@@ -282,15 +288,17 @@ static void smtplimit_mt_destroy(const struct xt_mtdtor_param *par)
 {
 	const struct xt_smtplimit_mtinfo *info = par->matchinfo;
 	struct xt_smtplimit_priv *priv = info->priv;
-	struct smtplimit_table *t = priv->table;
+	struct smtplimit_table *t = priv->table, *gone = NULL;
 
 	mutex_lock(&smtplimit_mutex);
 	list_del(&priv->node);
 	if (list_empty(&t->rules))
-		smtplimit_table_destroy(t);
+		gone = smtplimit_table_unlink(t);
 	else
 		smtplimit_table_follow_rules(t, true);
 	mutex_unlock(&smtplimit_mutex);
+	if (gone)
+		smtplimit_table_free(gone);
 	kfree(priv);
 }
 
@@ -328,6 +336,7 @@ static int __net_init smtplimit_net_init(struct net *net)
 	struct smtplimit_net *sn = smtplimit_pernet(net);
 
 	INIT_HLIST_HEAD(&sn->tables);
+	INIT_HLIST_HEAD(&sn->dying);
 	atomic_set(&sn->entries, 0);
 	sn->proc_dir[0] = proc_mkdir("ipt_smtplimit", net->proc_net);
 	if (!sn->proc_dir[0])
@@ -343,21 +352,27 @@ static int __net_init smtplimit_net_init(struct net *net)
 }
 
 /*
- * Rules can outlive smtplimit_net_exit(): the iptables and nf_tables pernet exits may run
- * after ours. Their tables then find the directories gone and skip them.
+ * Rules can outlive smtplimit_net_exit(): the iptables and nf_tables pernet
+ * exits may run after ours. Their tables then find the directories gone
+ * and are freed by their destroy, outside the mutex. The teardowns queued
+ * before hold the directories and sn: they are waited for, outside the
+ * mutex too, before the directories go. Once proc_dir is NULL, nothing else
+ * touches the directories.
  */
 static void __net_exit smtplimit_net_exit(struct net *net)
 {
 	struct smtplimit_net *sn = smtplimit_pernet(net);
 
 	mutex_lock(&smtplimit_mutex);
-	remove_proc_subtree("ipt_smtplimit", net->proc_net);
 	sn->proc_dir[0] = NULL;
+	sn->proc_dir[1] = NULL;
+	mutex_unlock(&smtplimit_mutex);
+	smtplimit_teardowns_flush();
+	WARN_ON_ONCE(!hlist_empty(&sn->dying));
+	remove_proc_subtree("ipt_smtplimit", net->proc_net);
 #if IS_ENABLED(CONFIG_IP6_NF_IPTABLES)
 	remove_proc_subtree("ip6t_smtplimit", net->proc_net);
-	sn->proc_dir[1] = NULL;
 #endif
-	mutex_unlock(&smtplimit_mutex);
 }
 
 static struct pernet_operations smtplimit_net_ops = {
