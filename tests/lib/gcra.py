@@ -38,8 +38,12 @@ def parse_rate(text):
 
 
 def guest_hz():
-    """The running kernel's HZ, from its config (Debian ships it in /boot)."""
-    for path in (f"/boot/config-{os.uname().release}",):
+    """The running kernel's HZ, from its config: Debian ships it in /boot;
+    tests/check-kernels names a debug kernel's ($XT_KERNEL_CONFIG)."""
+    for path in (os.environ.get("XT_KERNEL_CONFIG", ""),
+                 f"/boot/config-{os.uname().release}"):
+        if not path:
+            continue
         try:
             with open(path) as f:
                 for line in f:
