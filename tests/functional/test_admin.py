@@ -78,6 +78,13 @@ def setup(env):
     cmd(env, "-6", "ban", "smtp_limit", "2001:db8:1::5")
 
 
+def human(s):
+    """A duration as smtplimit writes it: 1d2h3m4s, 29m58s, 30m, 0s."""
+    parts = [(s // 86400, "d"), (s // 3600 % 24, "h"), (s // 60 % 60, "m")]
+    text = "".join(f"{v}{u}" for v, u in parts if v)
+    return text + (f"{s % 60}s" if s % 60 or not s else "")
+
+
 def want_header(header):
     """A proc header as list -j types it."""
     want = {}
@@ -126,11 +133,18 @@ def test_read(env):
     expect([e["source"] for e in tables[1]["entries"]] == ["2001:db8:1::/64"], tables[1])
     expect([(t["name"], t["family"]) for t in one] == [("smtp_limit", "ipv6")], one)
 
+    b = read()
     lines = cmd(env, "list").stdout.splitlines()
+    a = read()
     expect(lines[0].startswith("ipv4 table smtp_limit: rate 2/hour burst 2"), lines[0])
     rows = [l for l in lines if "/32" in l or "/64" in l]
-    expect(len(rows) == 2 and "next in 29m" in rows[0] and "full in 59m" in rows[0], rows)
-    expect("next in 29m" in rows[1] and "full in 59m" in rows[1], rows)
+    expect(len(rows) == 2, rows)
+    # Each time as the proc file gave it between the reads around list.
+    for row, (fam, src) in zip(rows, (("ipv4", "192.0.2.30/32"), ("ipv6", "2001:db8:1::/64"))):
+        for key, word in (("next_s", "next in"), ("full_s", "full in")):
+            lo, hi = int(a[fam][2][src][key]), int(b[fam][2][src][key])
+            expect(any(f"{word} {human(s)} " in row for s in range(lo, hi + 1)),
+                   f"{row!r}: {word} {lo} to {hi} s")
     # Aligned: a column starts at one place on each row of a table.
     head = next(l for l in lines if "SOURCE" in l)
     expect(rows[0].index("full in") == head.index("FULL"), (head, rows[0]))
