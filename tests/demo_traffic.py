@@ -17,7 +17,6 @@ attack on a real SMTP server, all classes at once for --duration seconds.
 Prints one JSON object: per class, the attempts and what became of them."""
 import argparse
 import json
-import os
 import random
 import smtplib
 import socket
@@ -25,8 +24,7 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "functional"))
-from synburst import syn  # noqa: E402
+from lib.synburst import syn
 
 # User names the seed's logwatch shows for its dictionary attacker.
 USERS = """admin oracle test webmaster info admin1 backup dedicated distro

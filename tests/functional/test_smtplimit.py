@@ -26,6 +26,7 @@ from lib.run import sh
 from lib.traffic import PY, Smtp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+LIB = os.path.join(os.path.dirname(HERE), "lib")
 PARAM = "/sys/module/xt_smtplimit/parameters/netns_max_entries"
 REFCNT = "/sys/module/xt_smtplimit/refcnt"
 MODULE = os.environ.get("XT_MODULE") or os.path.join(HERE, "../../xt_smtplimit.ko")
@@ -273,7 +274,7 @@ def test_burst_per_jiffy(env):
     limit_rules(env, "--smtplimit", "10000/s", "--smtplimit-burst", "2")
     src, count = "192.0.2.71", 100
     env.client_addr(src)
-    sent = env.ns(env.cli, PY, f"{HERE}/synburst.py", src, SRV4, "25", str(count)).stdout
+    sent = env.ns(env.cli, PY, f"{LIB}/synburst.py", src, SRV4, "25", str(count)).stdout
     times = [tuple(float(t) for t in w.split(",")) for w in sent.split()]
     # Each SYN is judged after its send starts and, at the latest, by the
     # end of the last send (its softirq runs before sendto() returns).
@@ -1018,7 +1019,7 @@ def forge(env, srcs, count=1):
     """count raw SYNs from each of srcs (addresses the client need not
     have), from the client namespace; no handshake follows them."""
     dst = SRV6 if ":" in srcs[0] else SRV4
-    env.ns(env.cli, PY, f"{HERE}/synburst.py", ",".join(srcs), dst, "25", str(count))
+    env.ns(env.cli, PY, f"{LIB}/synburst.py", ",".join(srcs), dst, "25", str(count))
 
 
 def key(addr):
