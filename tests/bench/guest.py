@@ -21,6 +21,7 @@ import time
 from lib.benchreport import COPIES, report
 from lib.memstat import meminfo, vmalloc_by_caller
 from lib.netns import CLI4, SRV4, SRV6, Pair
+from lib import proc
 from lib.proc import parse_header
 from lib.run import ns, sh
 from lib.traffic import pktgen_run, send6
@@ -426,9 +427,11 @@ def gc_bench(b):
     first = ip2int("240.32.0.1")
     path = b.procnet(SRV, "ipt_smtplimit/g")
     t0 = time.monotonic()
-    i = 0
-    fd = os.open(path, os.O_WRONLY)
-    try:
+
+    def chunks():
+        """Bans of the GC_N sources, about 120 kB a write, each ending
+        when the bench's lead time does."""
+        i = 0
         while i < GC_N:
             secs = max(1, round(end - time.monotonic()))
             lines = []
@@ -438,9 +441,11 @@ def gc_bench(b):
                 lines.append(line)
                 size += len(line)
                 i += 1
-            os.write(fd, "".join(lines).encode())
-    finally:
-        os.close(fd)
+            yield "".join(lines).encode()
+
+    refused = [got for written, got in proc.write_each(path, chunks()) if not written]
+    if refused:
+        raise RuntimeError(f"GC bench: bans refused: {refused[:3]}")
     write_s = time.monotonic() - t0
     h = b.smtp_header("g")
     filled = h["live"]

@@ -36,7 +36,6 @@ tests/stress/guest-stress's part.
 Prints the figures and "stress: N passed, N failed".
 """
 import argparse
-import errno
 import os
 import random
 import sys
@@ -44,6 +43,7 @@ import threading
 import time
 
 from lib.netns import CLI_DEV, SRV4, SRV6, Pair, enter
+from lib import proc
 from lib.proc import Table
 from lib.results import Results
 from lib.run import sh
@@ -168,14 +168,10 @@ class Writer:
 
     def __call__(self, loop):
         kind, table, text = self.command()
-        fd = os.open(f"/proc/thread-self/net/{table}", os.O_WRONLY)
-        try:
-            n = os.write(fd, text.encode())
-        except OSError as e:
-            loop.fail(f"{kind} {text!r}: {errno.errorcode.get(e.errno, e.errno)}")
+        written, n = proc.write(f"/proc/thread-self/net/{table}", text.encode())
+        if not written:
+            loop.fail(f"{kind} {text!r}: {n}")
             return
-        finally:
-            os.close(fd)
         if n != len(text):
             loop.fail(f"{kind} {text!r}: wrote {n}")
             return
