@@ -283,7 +283,7 @@ bool smtplimit_entry_kill(struct smtplimit_table *t,
 		take = true;
 		break;
 	}
-	/* A proc write holds its entries until it is done (smtplimit_proc.c). */
+	/* A proc write holds its entries until it is done (smtplimit_write.c). */
 	take = take && !e->dead && !e->held;
 	if (take)
 		e->dead = true;

@@ -2,7 +2,7 @@
 /*
  * Private to the module: the tables, their entries and the functions of
  * smtplimit_table.c that the match (xt_smtplimit.c) and the proc file
- * (smtplimit_proc.c) call. The module-wide state lives in xt_smtplimit.c.
+ * (smtplimit_proc.c, smtplimit_write.c) call. The module-wide state lives in xt_smtplimit.c.
  *
  * Locking:
  * - smtplimit_mutex (xt_smtplimit.c) guards each netns's table and dying
