@@ -438,6 +438,8 @@ static const struct seq_operations smtplimit_seq_ops = {
 	.show = smtplimit_seq_show,
 };
 
+/* The file: open, release, operations */
+
 static int smtplimit_proc_open(struct inode *inode, struct file *file)
 {
 	struct smtplimit_seq *s;
