@@ -39,8 +39,10 @@ DKMS_SRC := /usr/src/xt_smtplimit-$(VERSION)
 # What DKMS builds the module from, and nothing else.
 DKMS_FILES := dkms.conf Kbuild LICENSE kernel/xt_smtplimit.c \
 	      kernel/smtplimit_table.c kernel/smtplimit_table.h \
+	      kernel/smtplimit_places.c \
 	      kernel/smtplimit_mutant.h \
-	      kernel/smtplimit_proc.c kernel/smtplimit_rate.c \
+	      kernel/smtplimit_proc.c kernel/smtplimit_proc.h \
+	      kernel/smtplimit_write.c kernel/smtplimit_rate.c \
 	      kernel/smtplimit_rate.h kernel/compat.h \
 	      kernel/smtplimit_cmd.c kernel/smtplimit_cmd.h \
 	      include/uapi/linux/netfilter/xt_smtplimit.h

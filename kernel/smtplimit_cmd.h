@@ -27,7 +27,7 @@
  * most four hex digits, "::" for one or more zero groups, an IPv4 tail);
  * LEN and SECONDS are decimal digits; S[.fff] has one to three digits of
  * fraction, 0 < S[.fff] <= XT_SMTPLIMIT_BAN_MAX. What each command does to
- * the table is the kernel's (kernel/smtplimit_proc.c).
+ * the table is the kernel's (kernel/smtplimit_write.c).
  */
 #ifndef _SMTPLIMIT_CMD_H
 #define _SMTPLIMIT_CMD_H

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Private to the module: the tables, their entries and the functions of
- * smtplimit_table.c that the match (xt_smtplimit.c) and the proc file
- * (smtplimit_proc.c) call. The module-wide state lives in xt_smtplimit.c.
+ * smtplimit_table.c and smtplimit_places.c that the match (xt_smtplimit.c),
+ * the proc file (smtplimit_proc.c, smtplimit_write.c) and each other call.
+ * The module-wide state lives in xt_smtplimit.c.
  *
  * Locking:
  * - smtplimit_mutex (xt_smtplimit.c) guards each netns's table and dying
@@ -231,6 +232,17 @@ static inline bool smtplimit_is_ipv4(const struct smtplimit_table *t)
 }
 
 /*
+ * A ban keeps its entry from eviction while the debt is beyond @tolerance.
+ * Eviction (smtplimit_places.c) asks it of lockless hints, and
+ * smtplimit_entry_kill() again under e->lock.
+ */
+static inline bool smtplimit_ban_holds(const struct smtplimit_entry *e,
+				       u64 debt, u64 tolerance)
+{
+	return READ_ONCE(e->banned) && debt > tolerance;
+}
+
+/*
  * Module load and unload: the entry caches and smtplimit_wq, the workqueue
  * of table teardowns; the destroy drains smtplimit_wq and waits for RCU
  * frees.
@@ -271,6 +283,13 @@ struct smtplimit_entry *smtplimit_entry_create(struct smtplimit_table *t,
 bool smtplimit_entry_kill(struct smtplimit_table *t, struct smtplimit_entry *e,
 			  u64 now, enum smtplimit_kill how);
 
+/*
+ * In smtplimit_places.c: the places entries hold, and eviction.
+ *
+ * Take a place for a new entry, evicting one from a sample at a maximum;
+ * false if none could be had. Under RCU: smtplimit_entry_create() calls it.
+ */
+bool smtplimit_place_take(struct smtplimit_table *t, u64 now);
 /* Give back the place of an entry unhashed, or one taken and not used. */
 void smtplimit_place_release(struct smtplimit_table *t);
 /* Take a place, evicting if need be, walking the whole table: may sleep. */
@@ -278,6 +297,11 @@ bool smtplimit_place_take_sleeping_walk(struct smtplimit_table *t, u64 now);
 /* Whether @need places can be had without evicting a ban. May sleep. */
 bool smtplimit_places_available(struct smtplimit_table *t, unsigned int need,
 				u64 now);
+/*
+ * Evict down to t->max, the fullest buckets first, never a ban that holds:
+ * smtplimit_table_follow_rules() after lowering it. May sleep.
+ */
+void smtplimit_trim(struct smtplimit_table *t);
 
 /* The mask of a prefix of @len bits over @words 32-bit words. */
 void smtplimit_prefix_mask(unsigned int len, unsigned int words, __be32 *mask);

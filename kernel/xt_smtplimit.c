@@ -7,7 +7,8 @@
  * smtplimit_rate.h. Rules name a table and bring their own rate and burst, so
  * the committed ruleset decides and a reload keeps every source's state.
  * The state is readable under /proc/net/ipt_smtplimit/<name> and
- * /proc/net/ip6t_smtplimit/<name> (smtplimit_proc.c).
+ * /proc/net/ip6t_smtplimit/<name> (smtplimit_proc.c), which take commands
+ * written to them (smtplimit_write.c).
  *
  * This file owns the module: its parameters and clock, the match on the
  * packet path, checkentry and destroy, the per-netns state and load and
