@@ -36,12 +36,18 @@
  * 13. a transaction applied at close: a proc file closed after "{" without
  *    "}" applies the commands held instead of dropping them;
  * 14. the userns ceiling not applied: a table of a non-initial user
- *    namespace keeps the htable-max its rules ask for.
+ *    namespace keeps the htable-max its rules ask for;
  * 15. each reader its own copy: a proc reader never shares the table's
  *    cached copy, so every open file reading holds one;
  * 16. the teardown under the global mutex: a destroyed table's proc file
  *    is removed (waiting for its readers) and the table freed while
- *    smtplimit_mutex is held, stalling rule changes in every netns.
+ *    smtplimit_mutex is held, stalling rule changes in every netns;
+ * 17. no global userns cap: the tables of non-initial user namespaces
+ *    together track more than userns_total_entries;
+ * 18. no memcg charge: a userns table's entries are charged to nobody's
+ *    memory cgroup (from softirq) or to the writer's (from a proc write);
+ * 19. a write keeps the shared copy: a read begun after a proc write
+ *    returned may list the table as it was before.
  */
 #ifndef _SMTPLIMIT_MUTANT_H
 #define _SMTPLIMIT_MUTANT_H
@@ -49,8 +55,8 @@
 #ifndef SMTPLIMIT_MUTANT
 #define SMTPLIMIT_MUTANT 0
 #endif
-#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 16
-#error "SMTPLIMIT_MUTANT: no such mutant (0 to 16)"
+#if SMTPLIMIT_MUTANT < 0 || SMTPLIMIT_MUTANT > 19
+#error "SMTPLIMIT_MUTANT: no such mutant (0 to 19)"
 #endif
 
 #define SMTPLIMIT_MUTANT_IS(n) (SMTPLIMIT_MUTANT == (n))

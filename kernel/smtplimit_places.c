@@ -110,6 +110,13 @@ static int smtplimit_inc_below(atomic_t *v, unsigned int limit)
 	return old;
 }
 
+/* The places the tables of non-initial user namespaces share (17: no cap). */
+static unsigned int smtplimit_userns_total(void)
+{
+	return SMTPLIMIT_MUTANT_IS(17) ? INT_MAX :
+	       READ_ONCE(smtplimit_userns_total_entries);
+}
+
 /*
  * The places a table has whatever the counts its cap shares with other
  * tables (the netns's, and for a table of a non-initial user namespace the
@@ -123,7 +130,7 @@ static unsigned int smtplimit_reserved(const struct smtplimit_table *t)
 	unsigned int cap = READ_ONCE(smtplimit_netns_max_entries);
 
 	if (t->userns)
-		cap = min(cap, READ_ONCE(smtplimit_userns_total_entries));
+		cap = min(cap, smtplimit_userns_total());
 	return min(cap / 64, (unsigned int)SMTPLIMIT_RESERVED);
 }
 
@@ -145,7 +152,7 @@ static bool smtplimit_place_take_free(struct smtplimit_table *t)
 		goto no_place;
 	if (!t->userns ||
 	    smtplimit_inc_below(&smtplimit_userns_entries,
-				READ_ONCE(smtplimit_userns_total_entries)) >= 0)
+				smtplimit_userns_total()) >= 0)
 		return true;
 	atomic_dec(&t->sn->entries);
 no_place:
@@ -261,7 +268,7 @@ bool smtplimit_places_available(struct smtplimit_table *t,
 
 	if (t->userns)
 		shared = min_t(int, shared,
-			       READ_ONCE(smtplimit_userns_total_entries) -
+			       smtplimit_userns_total() -
 			       atomic_read(&smtplimit_userns_entries));
 	/* Reserved places count in the shared caps: the larger of the two. */
 	pc.found = max(min(table, max(shared, reserved)), 0);

@@ -109,7 +109,7 @@ struct smtplimit_entry *smtplimit_entry_alloc(const struct smtplimit_table *t,
 	struct smtplimit_entry *e;
 	struct mem_cgroup *old;
 
-	if (!t->memcg)
+	if (!t->memcg || SMTPLIMIT_MUTANT_IS(18))
 		return kmem_cache_alloc(smtplimit_cache(t), gfp);
 	old = set_active_memcg(t->memcg);
 	e = kmem_cache_alloc(smtplimit_cache(t), gfp | __GFP_ACCOUNT);

@@ -627,9 +627,11 @@ ssize_t smtplimit_proc_write(struct file *file, const char __user *input,
 	/*
 	 * Whatever it did, a reader reaching position 0 after this write
 	 * returns takes a new copy. Fully ordered: a build that reads the new
-	 * value sees what the write changed.
+	 * value sees what the write changed. (19, a mutant, leaves readers
+	 * the copy from before.)
 	 */
-	atomic_inc_return(&t->snap_gen);
+	if (!SMTPLIMIT_MUTANT_IS(19))
+		atomic_inc_return(&t->snap_gen);
 	return ret;
 }
 
