@@ -12,7 +12,6 @@
  * whole table (smtplimit_walk(), so the sweeps) runs in process context
  * without RCU held and may sleep.
  */
-#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/inetdevice.h>
 #include <linux/memcontrol.h>
