@@ -19,6 +19,10 @@ def main(tests, make_env, suite, label="", legacy_only=()):
     ap.add_argument("--backend", default="legacy", choices=("legacy", "nft"))
     ap.add_argument("tests", nargs="*", help="names, with or without test_")
     a = ap.parse_args()
+    names = {t.__name__[5:] for t in tests}
+    unknown = [n for n in a.tests if n.removeprefix("test_") not in names]
+    if unknown:
+        ap.error(f"no such test: {' '.join(unknown)}")
     passed = failed = 0
     for t in tests:
         name = t.__name__[5:]
