@@ -972,20 +972,23 @@ static int cmd_restore(int argc, char **argv, double wait_s)
  * decision plus "action": {"duration":"9m59.9s","id":7,"origin":"cscli",
  * "scenario":"...","scope":"Ip","type":"ban","value":"192.0.2.7",
  * "action":"add"} ("del" when it was deleted or expired). Each poll sends the
- * deletions first, then the new decisions; a start sends every active one.
+ * deletions first, then the new decisions; a start sends every active one,
+ * and as deleted the expired ones of addresses that have no active one.
  *
  * A ban decision (scope Ip, or Range whose length is the table's srcmask:
  * exactly one key) is "ban at least until its end" (">ADDR SECONDS"), which
  * never shortens anything and so may be repeated: a restart of either
- * daemon re-sends decisions and changes nothing. The decisions are counted
- * per address by id, in the state file (--state: "ID FAMILY ADDR END" lines,
- * END in seconds since the epoch), so that the end of one does not lift
- * another. When the last one of an address is deleted before its end, its
- * ban is lifted keeping the debt ("~ADDR"), but only in a table where the
- * ban ends no later than the latest of the bouncer's decisions for it (plus
- * LIFT_SLACK_S for the rounding of next_s): a ban that outlasts them was
- * written by someone else (by hand, fail2ban, a restore) and is left alone.
- * A decision that simply ends needs no lift: its kernel ban ends with it.
+ * daemon re-sends decisions and changes nothing. The decisions applied are
+ * kept by id in the state file (--state: "ID FAMILY ADDR END" lines, END in
+ * seconds since the epoch), across restarts. The LAPI sends the deletion of
+ * an address's ban only once no ban decision for it is left (it holds back
+ * the deletion of one while another lasts), so one decision's end never
+ * lifts another's ban; then the ban is lifted keeping the debt ("~ADDR"),
+ * but only in a table where the ban ends no later than the latest of the
+ * bouncer's decisions for it (plus LIFT_SLACK_S for the rounding of next_s):
+ * a ban that outlasts them was written by someone else (by hand, fail2ban,
+ * a restore) and is left alone. A decision that simply ends needs no lift:
+ * its kernel ban ends with it.
  * Anything else (other types, scopes, simulated decisions, bad lines) is
  * logged and skipped; a refused write is logged, never fatal, so that one
  * bad decision does not stop the feed.
@@ -1470,7 +1473,7 @@ static void bouncer_line(struct bouncer *b, const char *line)
 	enum { ACTION, ID, SCOPE, TYPE, VALUE, DURATION, SIMULATED };
 	double now = now_s(), dur, latest = 0;
 	struct decision d = {};
-	bool others = false, found = false;
+	bool found = false;
 	char *end;
 	size_t i, k;
 
@@ -1486,9 +1489,21 @@ static void bouncer_line(struct bouncer *b, const char *line)
 	}
 	state_expire(b, now);
 	if (!strcmp(f[ACTION].val, "del")) {
+		/*
+		 * By value, not by id: the LAPI (deduplicating, as it does
+		 * unless a bouncer asks otherwise) sends a deletion only once
+		 * no decision of that type is left for the value, and none for
+		 * a decision deleted while a longer one holds. So every
+		 * decision held for the address is over, those whose deletion
+		 * was never sent too.
+		 */
+		if (strcmp(f[TYPE].val, "ban") ||
+		    !decision_addr(b, f[SCOPE].val, f[VALUE].val, &d))
+			return;		/* never applied */
 		for (i = k = 0; i < b->nd; i++) {
-			if (b->d[i].id == d.id) {
-				d = b->d[i];
+			if (b->d[i].ipv4 == d.ipv4 && !strcmp(b->d[i].addr, d.addr)) {
+				if (b->d[i].end > latest)
+					latest = b->d[i].end;
 				found = true;
 				continue;
 			}
@@ -1496,16 +1511,10 @@ static void bouncer_line(struct bouncer *b, const char *line)
 		}
 		b->nd = k;
 		if (!found)
-			return;		/* never applied (skipped, or ended) */
-		latest = d.end;
-		for (i = 0; i < b->nd; i++)
-			if (b->d[i].ipv4 == d.ipv4 && !strcmp(b->d[i].addr, d.addr))
-				others = true;
+			return;		/* never applied, or ended */
 		state_save(b);
-		if (others)
-			cs_log(LOG_INFO, "decision %lld deleted: %s still has others", d.id, d.addr);
-		else if (latest > now)
-			bouncer_lift(b, d.ipv4, d.addr, latest, now);
+		cs_log(LOG_INFO, "decision %lld deleted: no decision left for %s", d.id, d.addr);
+		bouncer_lift(b, d.ipv4, d.addr, latest, now);
 		return;
 	}
 	if (strcmp(f[ACTION].val, "add")) {
