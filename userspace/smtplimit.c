@@ -1182,7 +1182,7 @@ static bool json_object(const char *p, struct jfield *f, size_t nf)
 	if (*p == '}')
 		return true;
 	for (;;) {
-		char key[64], scratch[256];
+		char key[64];
 		size_t i;
 
 		p = json_str(json_ws(p), key, sizeof(key));
@@ -1194,6 +1194,8 @@ static bool json_object(const char *p, struct jfield *f, size_t nf)
 			p = json_value_at(p + 1, f[i].val, sizeof(f[i].val), 0);
 			f[i].seen = true;
 		} else {
+			char scratch[256];
+
 			p = json_value_at(p + 1, scratch, sizeof(scratch), 0);
 		}
 		if (!p)
@@ -1317,7 +1319,7 @@ static bool table_lookup(const char *name, bool ipv4, const char *addr,
 	int af = ipv4 ? AF_INET : AF_INET6, alen = ipv4 ? 4 : 16, cnext = -1, cban = -1;
 	unsigned char want[16], have[16];
 	char path[256], *line = NULL, **w;
-	size_t cap = 0, lineno = 0, n, i;
+	size_t cap = 0, lineno = 0, i;
 	bool ok = false;
 	FILE *f;
 
@@ -1332,7 +1334,8 @@ static bool table_lookup(const char *name, bool ipv4, const char *addr,
 		return false;
 	}
 	while (getline(&line, &cap, f) > 0) {
-		n = split(line, &w);
+		size_t n = split(line, &w);
+
 		lineno++;
 		if (lineno == 1) {
 			for (i = 2; i + 1 < n; i += 2)
@@ -1463,6 +1466,40 @@ static bool decision_addr(const struct bouncer *b, const char *scope,
 	return true;
 }
 
+/*
+ * A deletion, by value rather than by id: the LAPI (deduplicating, as it does
+ * unless a bouncer asks otherwise) sends one only once no decision of that
+ * type is left for the value, and none for a decision deleted while a longer
+ * one holds. So every decision held for the address is over, those whose
+ * deletion was never sent too.
+ */
+static void bouncer_del(struct bouncer *b, const char *type, const char *scope,
+			const char *value, long long id, double now)
+{
+	struct decision d = {};
+	bool found = false;
+	double latest = 0;
+	size_t i, k;
+
+	if (strcmp(type, "ban") || !decision_addr(b, scope, value, &d))
+		return;		/* never applied */
+	for (i = k = 0; i < b->nd; i++) {
+		if (b->d[i].ipv4 == d.ipv4 && !strcmp(b->d[i].addr, d.addr)) {
+			if (b->d[i].end > latest)
+				latest = b->d[i].end;
+			found = true;
+			continue;
+		}
+		b->d[k++] = b->d[i];
+	}
+	b->nd = k;
+	if (!found)
+		return;		/* never applied, or ended */
+	state_save(b);
+	cs_log(LOG_INFO, "decision %lld deleted: no decision left for %s", id, d.addr);
+	bouncer_lift(b, d.ipv4, d.addr, latest, now);
+}
+
 static void bouncer_line(struct bouncer *b, const char *line)
 {
 	struct jfield f[] = {
@@ -1471,11 +1508,10 @@ static void bouncer_line(struct bouncer *b, const char *line)
 		{ .name = "simulated" },
 	};
 	enum { ACTION, ID, SCOPE, TYPE, VALUE, DURATION, SIMULATED };
-	double now = now_s(), dur, latest = 0;
+	double now = now_s(), dur;
 	struct decision d = {};
-	bool found = false;
 	char *end;
-	size_t i, k;
+	size_t i;
 
 	if (!json_object(line, f, sizeof(f) / sizeof(f[0])) || !f[ACTION].seen ||
 	    !f[ID].seen || !f[VALUE].seen || !f[SCOPE].seen) {
@@ -1489,32 +1525,7 @@ static void bouncer_line(struct bouncer *b, const char *line)
 	}
 	state_expire(b, now);
 	if (!strcmp(f[ACTION].val, "del")) {
-		/*
-		 * By value, not by id: the LAPI (deduplicating, as it does
-		 * unless a bouncer asks otherwise) sends a deletion only once
-		 * no decision of that type is left for the value, and none for
-		 * a decision deleted while a longer one holds. So every
-		 * decision held for the address is over, those whose deletion
-		 * was never sent too.
-		 */
-		if (strcmp(f[TYPE].val, "ban") ||
-		    !decision_addr(b, f[SCOPE].val, f[VALUE].val, &d))
-			return;		/* never applied */
-		for (i = k = 0; i < b->nd; i++) {
-			if (b->d[i].ipv4 == d.ipv4 && !strcmp(b->d[i].addr, d.addr)) {
-				if (b->d[i].end > latest)
-					latest = b->d[i].end;
-				found = true;
-				continue;
-			}
-			b->d[k++] = b->d[i];
-		}
-		b->nd = k;
-		if (!found)
-			return;		/* never applied, or ended */
-		state_save(b);
-		cs_log(LOG_INFO, "decision %lld deleted: no decision left for %s", d.id, d.addr);
-		bouncer_lift(b, d.ipv4, d.addr, latest, now);
+		bouncer_del(b, f[TYPE].val, f[SCOPE].val, f[VALUE].val, d.id, now);
 		return;
 	}
 	if (strcmp(f[ACTION].val, "add")) {
