@@ -1586,6 +1586,113 @@ static int cmd_crowdsec_bouncer(int argc, char **argv, const char *state)
 	return 0;
 }
 
+/*
+ * offenders: the evidence for a reporter (smtplimit-crowdsec-report). The
+ * sources of the tables whose denied count is at least @min, that are no ban
+ * (a ban is a decision already made), and that overlap no prefix of the
+ * allowlist (a key holding an allowlisted address would ban it too), one a
+ * line: "ADDR" for a key of one address, else "ADDR/LEN".
+ */
+struct prefix {
+	bool ipv4;
+	int len;
+	unsigned char a[16];
+};
+
+static bool parse_prefix(const char *s, struct prefix *p)
+{
+	char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
+
+	if (strlen(s) >= sizeof(buf))
+		return false;
+	memcpy(buf, s, strlen(s) + 1);
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash = '\0';
+	p->ipv4 = !strchr(buf, ':');
+	if (inet_pton(p->ipv4 ? AF_INET : AF_INET6, buf, p->a) != 1)
+		return false;
+	p->len = p->ipv4 ? 32 : 128;
+	if (slash) {
+		long l = strtol(slash + 1, &end, 10);
+
+		if (*end || end == slash + 1 || l < 0 || l > p->len)
+			return false;
+		p->len = (int)l;
+	}
+	return true;
+}
+
+/* Whether @x and @y share an address: their first min(len) bits agree. */
+static bool overlap(const struct prefix *x, const struct prefix *y)
+{
+	int bits = x->len < y->len ? x->len : y->len, i;
+
+	if (x->ipv4 != y->ipv4)
+		return false;
+	for (i = 0; i < bits; i++)
+		if (((x->a[i / 8] ^ y->a[i / 8]) >> (7 - i % 8)) & 1)
+			return false;
+	return true;
+}
+
+static int cmd_offenders(int argc, char **argv, int fam, long min, const char *allow)
+{
+	struct prefix *ok = NULL, key;
+	size_t nok = 0, cap = 0, n, i, r, k;
+	char *line = NULL, addr[64];
+	struct table *t;
+
+	if (allow) {
+		FILE *f = fopen(allow, "re");
+		size_t lineno = 0;
+
+		if (!f)
+			die("allowlist %s: %s", allow, strerror(errno));
+		while (getline(&line, &cap, f) > 0) {
+			char *w = line + strspn(line, " \t");
+
+			lineno++;
+			w[strcspn(w, "# \t\n")] = '\0';
+			if (!*w)
+				continue;
+			ok = xrealloc(ok, (nok + 1) * sizeof(*ok));
+			if (!parse_prefix(w, &ok[nok++]))
+				die("allowlist %s: line %zu: \"%s\" is no address or prefix",
+				    allow, lineno, w);
+		}
+		fclose(f);
+	}
+	if (argc > 1)
+		die("offenders [TABLE]: one table (both families) or all");
+	n = select_tables(argc ? argv[0] : NULL, fam, &t);
+	for (i = 0; i < n; i++) {
+		const char *m = hdr_get(&t[i], "srcmask");
+
+		for (r = 0; r < t[i].nrows; r++) {
+			const char *src = row_get(&t[i], &t[i].rows[r], "source");
+			const char *denied = row_get(&t[i], &t[i].rows[r], "denied");
+			const char *ban = row_get(&t[i], &t[i].rows[r], "ban");
+
+			if (!src || !denied || !is_uint(denied) || to_u64(denied) < (unsigned long long)min ||
+			    (ban && is_yes(ban)) || !parse_prefix(src, &key))
+				continue;
+			for (k = 0; k < nok && !overlap(&key, &ok[k]); k++)
+				;
+			if (k < nok)
+				continue;
+			row_addr(addr, sizeof(addr), src);
+			if (m && atoi(m) == (t[i].ipv4 ? 32 : 128))
+				printf("%s\n", addr);
+			else
+				printf("%s/%d\n", addr, key.len);
+		}
+	}
+	free(line);
+	free(ok);
+	return 0;
+}
+
 /* Options and dispatch */
 
 static void usage(FILE *out, int status)
@@ -1599,6 +1706,8 @@ static void usage(FILE *out, int status)
 		"  save [TABLE...]                  print every table's state\n"
 		"  restore [FILE] [--wait SECONDS]  put a save back\n"
 		"  metrics                          Prometheus text format\n"
+		"  offenders --min-denied N [--allow FILE] [TABLE]\n"
+		"                                   sources denied N times, no ban, not allowed\n"
 		"  crowdsec-bouncer [--state FILE] TABLE...\n"
 		"                                   apply CrowdSec decisions read on stdin\n"
 		"See smtplimit(8).\n", prog);
@@ -1633,11 +1742,14 @@ int main(int argc, char **argv)
 		{ "forget", no_argument, NULL, 'f' },
 		{ "at-least", no_argument, NULL, 'a' },
 		{ "state", required_argument, NULL, 's' },
+		{ "min-denied", required_argument, NULL, 'm' },
+		{ "allow", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
 	bool json = false, forget = false, at_least = false;
-	const char *netns = NULL, *state = NULL, *sub;
+	const char *netns = NULL, *state = NULL, *allow = NULL, *sub;
+	long min_denied = -1;
 	double wait_s = 0;
 	char *end;
 	int fam = 0, o;
@@ -1668,6 +1780,14 @@ int main(int argc, char **argv)
 		case 's':
 			state = optarg;
 			break;
+		case 'm':
+			min_denied = strtol(optarg, &end, 10);
+			if (*end || end == optarg || min_denied < 1)
+				die("--min-denied: bad count \"%s\"", optarg);
+			break;
+		case 'A':
+			allow = optarg;
+			break;
 		case 'h':
 			usage(stdout, 0);
 			break;
@@ -1695,6 +1815,13 @@ int main(int argc, char **argv)
 		die("--wait: for restore only");
 	if (state && strcmp(sub, "crowdsec-bouncer"))
 		die("--state: for crowdsec-bouncer only");
+	if ((min_denied > 0 || allow) && strcmp(sub, "offenders"))
+		die("--min-denied, --allow: for offenders only");
+	if (!strcmp(sub, "offenders")) {
+		if (min_denied < 1)
+			die("offenders: --min-denied N needed");
+		return cmd_offenders(argc, argv, fam, min_denied, allow);
+	}
 	if (!strcmp(sub, "crowdsec-bouncer")) {
 		if (fam)
 			die("crowdsec-bouncer: each decision says its family; no -4 or -6");

@@ -32,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.join(HERE, "../..")
 SMTPLIMIT = os.path.abspath(os.path.join(REPO, "userspace/smtplimit"))
 WRAPPER = os.path.abspath(os.path.join(REPO, "scripts/crowdsec/smtplimit-crowdsec-bouncer"))
+REPORTER = os.path.abspath(os.path.join(REPO, "scripts/crowdsec/smtplimit-crowdsec-report"))
 CROWDSEC, CSCLI = "/usr/bin/crowdsec", "/usr/bin/cscli"
 BOUNCER = "/usr/bin/crowdsec-custom-bouncer"
 RATE = ["--smtplimit", "2/h", "--smtplimit-burst", "2"]
@@ -114,6 +115,7 @@ class CrowdsecEnv:
                                      "(scripts/install-demo-deps)")
         self.procs = {}
         self.mx = {}
+        self.mark = {}
         self.dir = tempfile.mkdtemp(prefix="crowdsec-", dir="/tmp")
         sh(["ip", "netns", "del", HUB], check=False)
         sh(["ip", "netns", "add", HUB])
@@ -136,7 +138,7 @@ class CrowdsecEnv:
                 self.bouncer_setup(name, f"240.0.{i}.1")
                 self.bouncer_start(name)
         except BaseException:
-            self.close()
+            self.teardown()
             raise
 
     # The hub
@@ -166,12 +168,15 @@ class CrowdsecEnv:
         three in a trial. That race is the LAPI's, not the bouncer's (see
         README, "Several MX hosts"); the tests rule it out so as to test
         the bouncer."""
+        return self.paused(lambda: self.cscli(*args))
+
+    def paused(self, fn):
         paused = [p for n, p in self.procs.items() if n in self.mx]
         for p in paused:
             p.send_signal(signal.SIGSTOP)
         try:
             time.sleep(PAUSE_S)
-            return self.cscli(*args)
+            return fn()
         finally:
             for p in paused:
                 p.send_signal(signal.SIGCONT)
@@ -220,20 +225,46 @@ class CrowdsecEnv:
             f.write(f"SMTPLIMIT={SMTPLIMIT}\nTABLES=smtp_limit\nSTATE={d}/state\n"
                     f"LOG={d}/smtplimit.log\n")
 
+    def reporter_setup(self, name, hub, allow, min_denied, duration):
+        """The reporter of MX @name: a machine of the LAPI's, cscli with its
+        credentials (a configuration like the hub's, under the MX's
+        directory), the allowlist @allow."""
+        d = f"{self.dir}/{name}"
+        os.makedirs(f"{d}/cscli/data", exist_ok=True)
+        os.makedirs(f"{d}/cscli/log", exist_ok=True)
+        with open(f"{d}/cscli/config.yaml", "w") as f:
+            f.write(HUB_CONFIG.format(d=f"{d}/cscli"))
+        self.cscli("machines", "add", "--force", f"{name}-reporter", "--password", "y" * 32,
+                   "-f", f"{d}/cscli/local_api_credentials.yaml", "--url", f"http://{hub}:8080")
+        with open(f"{d}/allow", "w") as f:
+            f.write("# allowlisted bulk senders\n" + "".join(f"{a}\n" for a in allow))
+        with open(f"{d}/smtplimit-crowdsec", "a") as f:
+            f.write(f"CSCLI={CSCLI}\nCSCLI_CONFIG={d}/cscli/config.yaml\n"
+                    f"REPORT_ALLOW={d}/allow\nREPORT_MIN_DENIED={min_denied}\n"
+                    f"REPORT_DURATION={duration}\n")
+
+    def report(self, name):
+        """One run of MX @name's reporter (the bouncers paused, see change):
+        its output."""
+        d = f"{self.dir}/{name}"
+        env = dict(os.environ, SMTPLIMIT_CROWDSEC_CONF=f"{d}/smtplimit-crowdsec")
+        return self.paused(lambda: ns(name, REPORTER, env=env).stdout)
+
     def bouncer_start(self, name):
         d = f"{self.dir}/{name}"
         env = dict(os.environ, SMTPLIMIT_CROWDSEC_CONF=f"{d}/smtplimit-crowdsec")
+        started = self.feed_log(name).count("started:")
         self.procs[name] = subprocess.Popen(
             ["ip", "netns", "exec", name, BOUNCER, "-c", f"{d}/bouncer.yaml"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         # Started when the feed program has said so.
-        expect(poll(lambda: "started:" in self.log(f"{name}/smtplimit.log"), REACH_S, 0.2),
+        expect(poll(lambda: self.feed_log(name).count("started:") > started, REACH_S, 0.2),
                f"{name}: the bouncer did not start its program{self.logs(name)}")
 
     def bouncer_stop(self, name):
         self.stop(name)
         # Its program sees the end of its feed and says so.
-        expect(poll(lambda: self.log(f"{name}/smtplimit.log").rstrip().endswith("held"), 10),
+        expect(poll(lambda: self.feed_log(name).rstrip().endswith("held"), 10),
                f"{name}: the program did not stop{self.logs(name)}")
 
     def logs(self, name):
@@ -248,7 +279,43 @@ class CrowdsecEnv:
         except FileNotFoundError:
             return {}
 
+    def feed_log(self, name):
+        """MX @name's feed program's messages, all."""
+        try:
+            with open(f"{self.dir}/{name}/smtplimit.log") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def feed(self, name):
+        """Its messages since the test began."""
+        return self.feed_log(name)[self.mark.get(name, 0):]
+
     def close(self):
+        """The end of a test: the hub and the MX stay for the next one (a
+        setup costs most of a minute under TCG), with every decision
+        deleted, the bouncers' states empty and the tables flushed. If
+        that fails, all goes, and the next test sets up anew."""
+        global SHARED
+        try:
+            if "lapi" not in self.procs:
+                self.lapi_start()
+            for name in self.mx:
+                if name not in self.procs:
+                    self.bouncer_start(name)
+            self.change("decisions", "delete", "--all")
+            expect(poll(lambda: not any(self.state(n) for n in self.mx), REACH_S),
+                   f"decisions left: {[self.state(n) for n in self.mx]}")
+            for name in self.mx:
+                for fam in ("-4", "-6"):
+                    sh([SMTPLIMIT, "-n", name, fam, "flush", "smtp_limit"])
+                self.mark[name] = len(self.feed_log(name))
+        except Exception as e:
+            print(f"# crowdsec: reset failed, setting up anew: {e}")
+            self.teardown()
+            SHARED = None
+
+    def teardown(self):
         for what in list(self.procs):
             self.stop(what)
         for env in self.mx.values():
@@ -309,7 +376,7 @@ def refused_at_both(env, src):
         expect(got == "R", f"{h}: a connect from {src}: {got}, want R (refused)")
 
 
-# Tests. Each takes a fresh CrowdsecEnv.
+# Tests. Each takes a CrowdsecEnv with no decision and empty tables.
 
 def test_decision_reaches_both(env):
     """One `cscli decisions add` on the hub bans the source on both MX for
@@ -373,7 +440,7 @@ def test_hand_ban_and_restarts(env):
     held = env.state("mx1")
     expect(list(held.values()) == ["192.0.2.20"], f"mx1 state across the restart: {held}")
     env.bouncer_start("mx1")
-    expect(poll(lambda: env.log("mx1/smtplimit.log").count(" banned in ") >= 2, REACH_S),
+    expect(poll(lambda: env.feed("mx1").count(" banned in ") >= 2, REACH_S),
            f"mx1: the decisions were not re-sent{env.logs('mx1')}")
     expect(env.state("mx1") == held, f"mx1: {env.state('mx1')} after the restart, {held} before")
     env.banned("192.0.2.20/32", 600, t, hosts=("mx1",))
@@ -388,13 +455,59 @@ def test_hand_ban_and_restarts(env):
     env.change("decisions", "delete", "--ip", "192.0.2.20")
     env.lifted("192.0.2.20/32", 600, t, hosts=("mx1",))
     # mx2: its ban outlasts the decision: not the bouncer's, kept.
-    expect(poll(lambda: "not ours, kept" in env.log("mx2/smtplimit.log"), REACH_S),
+    expect(poll(lambda: "not ours, kept" in env.feed("mx2"), REACH_S),
            f"mx2: the bouncer did not consider the lift{env.logs('mx2')}")
     env.banned("192.0.2.20/32", 7200, th, hosts=("mx2",))
     refused_at_both(env, "192.0.2.20")
 
 
+def test_limiter_evidence(env):
+    """The limiter's own evidence (smtplimit-crowdsec-report on mx1): an
+    attacker held by mx1's limit (6 refusals, the threshold 5) becomes a
+    decision, and is banned on mx2 before it ever connected there; an
+    allowlisted source held alike is not reported; a source under the
+    threshold neither; a source banned already is not reported again."""
+    mx1, mx2 = env.mx["mx1"], env.mx["mx2"]
+    env.reporter_setup("mx1", "240.0.1.1", ["192.0.2.31", "2001:db8:31::/48"], 5, "1h")
+    for src, want in (("192.0.2.30", "PPRRRRRR"), ("192.0.2.31", "PPRRRRRR"),
+                      ("192.0.2.32", "PPRRRR"), ("2001:db8:30::1", "PPRRRRRR"),
+                      ("2001:db8:31::1", "PPRRRRRR")):
+        got = mx1.connect(src, len(want))
+        expect(got == want, f"mx1: {src}: {got}, want {want}")
+    t = time.monotonic()
+    out = env.report("mx1")
+    expect(sorted(out.splitlines()) ==
+           ["smtplimit-crowdsec-report: 192.0.2.30 reported for 1h",
+            "smtplimit-crowdsec-report: 2001:db8:30::/64 reported for 1h"], out)
+    env.banned("192.0.2.30/32", 3600, t)
+    env.banned("2001:db8:30::/64", 3600, t, v6=True)
+    expect(mx2.connect("192.0.2.30") == "R", "mx2: the reported attacker passed")
+    expect(mx2.connect("2001:db8:30::1") == "R", "mx2: the reported IPv6 attacker passed")
+    for src, v6 in (("192.0.2.31/32", False), ("192.0.2.32/32", False),
+                    ("2001:db8:31::/64", True)):
+        expect(env.row("mx2", src, v6) is None, f"mx2: {src} is in the table")
+    expect(mx2.connect("192.0.2.31") == "P" and mx2.connect("2001:db8:31::1") == "P",
+           "mx2: an allowlisted source was refused")
+    out = env.report("mx1")
+    expect(out == "", f"a second run reported again: {out!r}")
+
+
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
+SHARED = None
+
+
+def make_env(backend):
+    """The hub and MX of the test before, reset by its close(), or new."""
+    global SHARED
+    if SHARED is None:
+        SHARED = CrowdsecEnv(backend)
+    return SHARED
+
 
 if __name__ == "__main__":
-    raise SystemExit(runner.main(TESTS, CrowdsecEnv, "crowdsec", legacy_only=TESTS))
+    try:
+        status = runner.main(TESTS, make_env, "crowdsec", legacy_only=TESTS)
+    finally:
+        if SHARED:
+            SHARED.teardown()
+    raise SystemExit(status)
