@@ -1551,6 +1551,13 @@ static void bouncer_line(struct bouncer *b, const char *line)
 	d.end = now + dur;
 	for (i = 0; i < b->nd && b->d[i].id != d.id; i++)
 		;
+	/*
+	 * Sent again (a restart): the end is the latest this bouncer wrote,
+	 * which the ban kept (">" never shortens), however late the first copy
+	 * was read and so the later it ended.
+	 */
+	if (i < b->nd && b->d[i].end > d.end)
+		d.end = b->d[i].end;
 	if (i == b->nd) {
 		b->d = xrealloc(b->d, (b->nd + 1) * sizeof(*b->d));
 		b->nd++;
