@@ -63,8 +63,9 @@ module:
 
 plugin: $(PLUGIN) $(MANPAGE) $(ADMIN)
 
-$(ADMIN): userspace/smtplimit.c $(CMD_SRC) $(CMD_HDR)
-	$(CC) $(CFLAGS) $(WARN) -std=c11 -Iinclude/uapi -Ikernel -o $@ userspace/smtplimit.c $(CMD_SRC) -lm
+ADMIN_SRC := userspace/smtplimit.c userspace/smtplimit_crowdsec.c
+$(ADMIN): $(ADMIN_SRC) userspace/smtplimit.h $(CMD_SRC) $(CMD_HDR)
+	$(CC) $(CFLAGS) $(WARN) -std=c11 -Iinclude/uapi -Ikernel -o $@ $(ADMIN_SRC) $(CMD_SRC) -lm
 
 # The standalone man page is the extension's fragment with a title.
 $(MANPAGE): userspace/libxt_smtplimit.man
