@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -73,6 +74,7 @@ struct bouncer {
 	const char *state;
 	struct decision *d;
 	size_t nd;
+	bool dirty;		/* d changed since the state file was written */
 };
 
 static void cs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -272,12 +274,13 @@ static bool json_object(const char *p, struct jfield *f, size_t nf)
 	}
 }
 
-static void state_save(const struct bouncer *b)
+static void state_save(struct bouncer *b)
 {
 	char tmp[4096];
 	size_t i;
 	FILE *f;
 
+	b->dirty = false;
 	if (!b->state)
 		return;
 	snprintf(tmp, sizeof(tmp), "%s.new", b->state);
@@ -559,7 +562,7 @@ static void bouncer_del(struct bouncer *b, const char *type, const char *scope,
 	b->nd = k;
 	if (!found)
 		return;		/* never applied, or ended */
-	state_save(b);
+	b->dirty = true;
 	cs_log(LOG_INFO, "decision %lld deleted: no decision left for %s", id, d.addr);
 	bouncer_lift(b, d.ipv4, d.addr, latest, now);
 }
@@ -627,15 +630,72 @@ static void bouncer_line(struct bouncer *b, const char *line)
 		b->nd++;
 	}
 	b->d[i] = d;
-	state_save(b);
+	b->dirty = true;
 	bouncer_ban(b, &d, now);
+}
+
+/* Whether more of the feed can be read at once. */
+static bool feed_waiting(void)
+{
+	struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
+
+	return poll(&p, 1, 0) > 0;
+}
+
+/*
+ * The feed, a line at a time, to its end. The state file is written once
+ * the lines read so far are applied and no more are waiting, not after each
+ * line: at a start the LAPI sends every decision again (tens of thousands
+ * with a blocklist), and a rewrite per decision would write the whole file
+ * as many times. A bouncer killed in between has applied bans that its file
+ * does not list yet: sent again at its restart, they are counted then; one
+ * deleted meanwhile keeps its ban to its end, never lifted early.
+ */
+static void bouncer_feed(struct bouncer *b)
+{
+	static char buf[1 << 16];
+	bool skipping = false;	/* in a line longer than buf */
+	size_t len = 0;
+	char *p, *nl;
+	ssize_t r;
+
+	for (;;) {
+		r = read(STDIN_FILENO, buf + len, sizeof(buf) - 1 - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		buf[len] = '\0';
+		for (p = buf; (nl = memchr(p, '\n', len - (size_t)(p - buf))); p = nl + 1) {
+			*nl = '\0';
+			if (!skipping && *json_ws(p))
+				bouncer_line(b, p);
+			skipping = false;
+		}
+		len -= (size_t)(p - buf);
+		memmove(buf, p, len);
+		if (len == sizeof(buf) - 1) {
+			cs_log(LOG_WARNING, "a line of over %zu bytes: skipped", len);
+			len = 0;
+			skipping = true;
+		}
+		if (b->dirty && !feed_waiting())
+			state_save(b);
+	}
+	if (r < 0)
+		cs_log(LOG_ERR, "the feed: %s", strerror(errno));
+	buf[len] = '\0';
+	if (!skipping && *json_ws(buf))
+		bouncer_line(b, buf);
+	if (b->dirty)
+		state_save(b);
 }
 
 int cmd_crowdsec_bouncer(int argc, char **argv, const char *state)
 {
 	struct bouncer b = { .tables = argv, .ntables = argc, .state = state };
-	char *line = NULL;
-	size_t cap = 0, i;
+	size_t i;
 
 	if (!argc)
 		die("crowdsec-bouncer: no table named");
@@ -645,14 +705,8 @@ int cmd_crowdsec_bouncer(int argc, char **argv, const char *state)
 	openlog("smtplimit-crowdsec", LOG_PID | LOG_PERROR, LOG_DAEMON);
 	state_load(&b);
 	cs_log(LOG_INFO, "started: %zu decisions in %s", b.nd, state ? state : "(no state file)");
-	setvbuf(stdin, NULL, _IOLBF, 0);
-	while (getline(&line, &cap, stdin) > 0) {
-		line[strcspn(line, "\n")] = '\0';
-		if (*json_ws(line))
-			bouncer_line(&b, line);
-	}
+	bouncer_feed(&b);
 	cs_log(LOG_INFO, "end of the feed: %zu decisions held", b.nd);
-	free(line);
 	free(b.d);
 	return 0;
 }
