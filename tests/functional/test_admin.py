@@ -19,7 +19,7 @@ import time
 from lib import proc, runner
 from lib.netns import SRV4
 from lib.run import sh
-from test_smtplimit import MODULE, Env, expect, limit_rules, poll
+from lib.functional import MODULE, Env, expect, limit_rules, poll
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SMTPLIMIT = os.path.join(HERE, "../../userspace/smtplimit")

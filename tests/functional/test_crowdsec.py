@@ -29,7 +29,7 @@ import time
 
 from lib import runner
 from lib.run import ns, sh
-from test_smtplimit import Env, expect, limit_rules, poll
+from lib.functional import Env, expect, limit_rules, poll
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.join(HERE, "../..")

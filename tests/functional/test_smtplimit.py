@@ -21,61 +21,16 @@ import sys
 import time
 
 from lib import gcra, memstat, proc, runner
+from lib.functional import LIMIT, MODULE, RESET, Env, expect, limit_rules, poll
 from lib.netns import SRV4, SRV6
 from lib.run import sh
-from lib.traffic import PY, Smtp
+from lib.traffic import PY
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIB = os.path.join(os.path.dirname(HERE), "lib")
 PARAM = "/sys/module/xt_smtplimit/parameters/netns_max_entries"
 REFCNT = "/sys/module/xt_smtplimit/refcnt"
-MODULE = os.environ.get("XT_MODULE") or os.path.join(HERE, "../../xt_smtplimit.ko")
 HZ = gcra.guest_hz()
-
-
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def poll(fn, seconds=5.0, step=0.1):
-    """fn() until true or the time is up; returns its last value."""
-    end = time.monotonic() + seconds
-    while True:
-        v = fn()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(step)
-
-
-class Env(Smtp):
-    """lib.traffic's Smtp (a server and a client namespace, rules in the
-    server's, a listener on port 25) and a write to a table's proc file
-    from a separate program, which may run under a prefix (setpriv)."""
-
-    def write(self, name, data, v6=False, prefix=()):
-        """One write() to the table's proc file: "OK N" or "ERR ENAME"."""
-        if isinstance(data, str):
-            data = data.encode()
-        return self.ns(self.srv, *prefix, PY, f"{HERE}/procwrite.py",
-                       self.proc_path(name, v6), input=data, text=False
-                       ).stdout.decode().strip()
-
-
-LIMIT = ["-p", "tcp", "--dport", "25", "--syn", "-m", "smtplimit"]
-RESET = ["-j", "REJECT", "--reject-with", "tcp-reset"]
-
-
-def limit_rules(env, *opts, name="smtp_limit", v6=False, above=False):
-    """The limit as ACCEPT within it and a reset for the rest (upto), or a
-    reset above it and ACCEPT for the rest (above)."""
-    o = list(opts) + ["--smtplimit-name", name]
-    if above:
-        env.ipt("-A", "INPUT", *LIMIT, *o, *RESET, v6=v6)
-        env.ipt("-A", "INPUT", "-p", "tcp", "--dport", "25", "-j", "ACCEPT", v6=v6)
-    else:
-        env.ipt("-A", "INPUT", *LIMIT, *o, "-j", "ACCEPT", v6=v6)
-        env.ipt("-A", "INPUT", "-p", "tcp", "--dport", "25", "--syn", *RESET, v6=v6)
 
 
 def within_rate(rate, burst, letters, times, strict=False, what=""):
